@@ -1,0 +1,68 @@
+# The two commands of the README are `make book` and `make test`; both set themselves up.
+# `make help` lists the rest.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.kexue-installed
+HTML    := _build/html
+CHAPTER ?=
+# Extra arguments for the chapter run, e.g. JOBS="-n 2 --dist loadfile" to run chapters in parallel.
+JOBS    ?=
+
+# Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
+PY_SOURCES := src tests scripts conftest.py book/_ext
+
+.PHONY: help setup lint unit chapters chapter book html-check test clean
+
+help:
+	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
+	@echo "make test        lint, unit tests, every chapter under nbval, the book, the browser check"
+	@echo "make setup       create $(VENV) with the pinned environment and kexue (editable)"
+	@echo "make lint        ruff on the package, tests and the chapters' code cells"
+	@echo "make unit        the unit and property tests (tests/, without the browser check)"
+	@echo "make chapters    every chapter in _toc.yml executed by nbval, with per-chapter times"
+	@echo "make chapter CHAPTER=chapters/<part>/<topic>.md   one chapter alone"
+	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
+	@echo "make clean       remove $(HTML), caches and $(VENV)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "Python 3.10 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# Build matplotlib's font cache now, so that no chapter prints "building the font cache" to stderr.
+	MPLBACKEND=Agg $(BIN)/python -c "import matplotlib.pyplot"
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/python scripts/lint_chapters.py
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/html --durations=10
+
+chapters: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(JOBS) chapters
+
+chapter: $(STAMP)
+	@test -n "$(CHAPTER)" || { echo "usage: make chapter CHAPTER=chapters/<part>/<topic>.md"; exit 2; }
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(CHAPTER)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
+	@echo "The book is at $(abspath $(HTML))/index.html"
+
+html-check: $(STAMP)
+	bash scripts/ensure-chromium.sh
+	$(BIN)/python -m pytest tests/html --html-dir $(HTML)
+
+test: lint unit chapters book html-check
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis $(VENV)

@@ -1,0 +1,1 @@
+"""Part 0 of the book: how the chapters work (``chapters/foundations``)."""

@@ -1,0 +1,207 @@
+"""Every page of the built book, opened in headless Chromium.
+
+For each page: it loads with no console error, no uncaught exception and no request leaving the local
+server; MathJax typesets every formula without an error; every image loads; every internal link points
+at a page that exists, and at an anchor that exists on it. Then a few checks that the whole looks like a
+book: numbered chapters in the navigation, figures with captions, the claims tables rendered as tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+MATHJAX_TIMEOUT_MS = 30_000
+
+
+class _AnchorCollector(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "id" or (tag == "a" and name == "name"):
+                self.anchors.add(value or "")
+
+
+@functools.cache
+def anchors_of(path: Path) -> frozenset[str]:
+    collector = _AnchorCollector()
+    collector.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return frozenset(collector.anchors)
+
+
+@dataclass
+class Findings:
+    console_errors: list[str] = field(default_factory=list)
+    blocked_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        return (
+            [f"console: {m}" for m in self.console_errors]
+            + [f"request left the local server (blocked): {u}" for u in self.blocked_requests]
+            + [f"request failed: {u}" for u in self.failed_requests]
+        )
+
+
+def open_page(browser, url: str, origin: str, findings: Findings, screenshot: Path | None = None):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def route(request_route) -> None:
+        request_url = request_route.request.url
+        if request_url.startswith(origin) or request_url.startswith(("data:", "blob:")):
+            request_route.continue_()
+        else:
+            findings.blocked_requests.append(request_url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and findings.console_errors.append(m.text))
+    page.on("pageerror", lambda e: findings.console_errors.append(f"uncaught: {e}"))
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and findings.failed_requests.append(f"{r.status} {r.url}"),
+    )
+    page.goto(url, wait_until="load")
+    return page
+
+
+def check_math(page) -> list[str]:
+    """Wait for MathJax, then report formulas it did not typeset and formulas it typeset as errors."""
+    count = page.evaluate("document.querySelectorAll('.math').length")
+    if count == 0:
+        return []
+    if not page.evaluate("typeof window.MathJax === 'object'"):
+        return [f"{count} formulas on the page but MathJax is not loaded"]
+    page.wait_for_function(
+        "() => window.MathJax.startup && window.MathJax.startup.promise", timeout=MATHJAX_TIMEOUT_MS
+    )
+    page.evaluate("window.MathJax.startup.promise")
+    return page.evaluate(
+        """() => {
+            const problems = [];
+            for (const el of document.querySelectorAll('.math')) {
+                const text = el.textContent.trim().slice(0, 80);
+                if (!el.querySelector('mjx-container')) problems.push('not typeset: ' + text);
+            }
+            for (const err of document.querySelectorAll('mjx-merror, [data-mjx-error]')) {
+                problems.push('MathJax error: ' + (err.getAttribute('data-mjx-error') || err.textContent));
+            }
+            return problems;
+        }"""
+    )
+
+
+def check_images(page) -> list[str]:
+    return page.evaluate(
+        """async () => {
+            const images = [...document.images];
+            for (const img of images) img.loading = 'eager';
+            await Promise.allSettled(images.map((img) => img.decode()));
+            return images
+                .filter((img) => !(img.complete && img.naturalWidth > 0))
+                .map((img) => 'image did not load: ' + (img.getAttribute('src') || '').slice(0, 120));
+        }"""
+    )
+
+
+def check_links(page, site_root: Path, page_url: str, origin: str) -> list[str]:
+    problems = []
+    hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href'))")
+    for href in sorted(set(hrefs)):
+        target = urljoin(page_url, href)
+        if not target.startswith(origin):
+            continue  # external: not reachable from here, and not this check's business
+        parts = urlsplit(target)
+        path = site_root / unquote(parts.path[len(urlsplit(origin).path) :])
+        if path.is_dir():
+            path = path / "index.html"
+        if not path.is_file():
+            problems.append(f"broken link {href!r}: {path.relative_to(site_root)} does not exist")
+        elif parts.fragment and path.suffix == ".html" and unquote(parts.fragment) not in anchors_of(path):
+            problems.append(f"broken anchor {href!r}: no id {parts.fragment!r} in {path.name}")
+    return problems
+
+
+REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE)
+
+
+def test_page_renders_cleanly(
+    page_path: str, browser, server_url: str, site_root: Path, pytestconfig
+) -> None:
+    redirect = REDIRECT.search((site_root / page_path).read_text(encoding="utf-8"))
+    if redirect:  # Jupyter Book's index.html only forwards to the root page
+        target = (site_root / page_path).parent / redirect.group(1)
+        assert target.is_file(), f"{page_path} redirects to a missing page {redirect.group(1)}"
+        return
+    findings = Findings()
+    url = server_url + page_path
+    page = open_page(browser, url, server_url, findings)
+    try:
+        problems = check_math(page) + check_images(page) + check_links(page, site_root, url, server_url)
+        shots = pytestconfig.getoption("--screenshots")
+        if shots:
+            target = Path(shots) / (page_path.replace("/", "__") + ".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(target), full_page=True)
+    finally:
+        page.close()
+    problems = findings.problems() + problems
+    assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
+
+
+@pytest.fixture(scope="module")
+def chapter_pages(site_root: Path) -> list[str]:
+    pages = sorted(p.relative_to(site_root).as_posix() for p in (site_root / "chapters").rglob("*.html"))
+    assert pages, "the built book has no chapter pages"
+    return pages
+
+
+def test_navigation_numbers_the_chapters(browser, server_url: str) -> None:
+    findings = Findings()
+    page = open_page(browser, server_url + "index.html", server_url, findings)
+    try:
+        page.wait_for_url("**/book/intro.html")  # index.html forwards to the root page
+        page.wait_for_load_state("load")
+        captions = page.evaluate(
+            "[...document.querySelectorAll('.bd-sidebar p.caption')].map((c) => c.textContent.trim())"
+        )
+        entries = page.evaluate(
+            "[...document.querySelectorAll('.bd-sidebar a.reference.internal')]"
+            ".map((a) => a.textContent.trim())"
+        )
+    finally:
+        page.close()
+    assert "Foundations" in captions, captions
+    assert any(entry.startswith("1. ") for entry in entries), entries
+
+
+def test_chapters_have_captioned_figures_and_a_claims_table(
+    chapter_pages: list[str], browser, server_url: str
+) -> None:
+    for chapter in chapter_pages:
+        findings = Findings()
+        page = open_page(browser, server_url + chapter, server_url, findings)
+        try:
+            figures = page.evaluate(
+                "[...document.querySelectorAll('figure')].filter((f) => f.querySelector('img')"
+                " && f.querySelector('figcaption')).length"
+            )
+            claims_headers = page.evaluate(
+                """() => [...document.querySelectorAll('table thead')]
+                    .map((h) => h.textContent.replace(/\\s+/g, ' ').trim())"""
+            )
+        finally:
+            page.close()
+        assert figures >= 1, f"{chapter}: no figure with an image and a caption"
+        assert any("Claim" in h and "Verdict" in h for h in claims_headers), (
+            f"{chapter}: no rendered claims table (found table headers {claims_headers})"
+        )

@@ -1,4 +1,4 @@
-"""Sphinx extension local to the book: offline MathJax, a notebook cache keyed on the library, and a fix.
+"""Sphinx extension local to the book: offline MathJax, a cache keyed on the library, notebook downloads.
 
 1. MathJax. The HTML must render with no network (CI has none, and readers may be offline), so MathJax 3
    is copied from the pinned ``django-static-mathjax`` wheel into ``_static/mathjax`` and ``mathjax_path``
@@ -106,10 +106,30 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
     context["script_files"] = unique
 
 
+def offer_notebook_download(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Offer each chapter as an executed .ipynb in the page's download menu, beside its .md source.
+
+    sphinx-book-theme only does this when a launch service (Binder, Colab, ...) is configured, and this book
+    configures none: it must build and read offline. myst-nb has already written the executed notebook to
+    ``_build/jupyter_execute``; it is copied to ``_sources`` where the theme's download button points.
+    """
+    if "kernelspec" not in app.env.metadata.get(pagename, {}):
+        return
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     # Runs before myst-nb's own config-inited handlers, which open the cache.
     app.connect("config-inited", key_cache_on_library, priority=100)
     app.connect("env-get-outdated", mark_chapters_outdated)
+    # Before sphinx-book-theme builds its header buttons (priority 501) from the context.
+    app.connect("html-page-context", offer_notebook_download, priority=400)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after the themes add theirs
     app.connect("build-finished", copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

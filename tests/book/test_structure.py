@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from book_checks import (
     EXEMPT_PARTS,
     ROOT,
@@ -43,6 +44,14 @@ def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists() -> None:
     missing = [f for f in listed if not (ROOT / f).with_suffix(".md").is_file()]
     assert not unlisted, f"chapters missing from _toc.yml: {unlisted}"
     assert not missing, f"_toc.yml entries with no file: {missing}"
+
+
+def test_parts_with_chapters_are_numbered() -> None:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    for part in toc["parts"]:
+        files = [entry["file"] for entry in part.get("chapters", [])]
+        if any(f.startswith("chapters/") for f in files):
+            assert part.get("numbered") is True, f"part {part['caption']!r} is not numbered in _toc.yml"
 
 
 def test_no_notebook_files_next_to_the_sources() -> None:

@@ -48,11 +48,11 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/html --durations=10
 
 chapters: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(JOBS) chapters
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=180 -p no:cacheprovider $(JOBS) chapters
 
 chapter: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "usage: make chapter CHAPTER=chapters/<part>/<topic>.md"; exit 2; }
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(CHAPTER)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=180 -p no:cacheprovider $(CHAPTER)
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going

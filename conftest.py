@@ -16,27 +16,15 @@ from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
+from book_checks import ROOT, toc_files
 from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metadata_tags
 
-ROOT = Path(__file__).parent
 SLOW_CHAPTER_SECONDS = 30.0  # the budget in DEVELOPERS.md, on a two-core CPU
 
 
 def toc_chapters() -> set[Path]:
-    """Every file listed in _toc.yml (as absolute paths with their .md suffix)."""
-
-    def walk(node: object) -> list[str]:
-        if isinstance(node, dict):
-            found = [node["file"]] if "file" in node else []
-            found += [node["root"]] if "root" in node else []
-            return found + [f for v in node.values() for f in walk(v)]
-        if isinstance(node, list):
-            return [f for v in node for f in walk(v)]
-        return []
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return {(ROOT / f).with_suffix(".md").resolve() for f in walk(toc)}
+    """Every file listed in _toc.yml, as absolute .md paths."""
+    return {(ROOT / f).with_suffix(".md").resolve() for f in toc_files()}
 
 
 class MarkdownNotebook(IPyNbFile):

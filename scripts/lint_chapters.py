@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import jupytext
-
-ROOT = Path(__file__).resolve().parent.parent
+from book_checks import ROOT, chapter_files
 
 
 def chapter_source(path: Path) -> str:
@@ -34,7 +33,7 @@ def chapter_source(path: Path) -> str:
 def main() -> int:
     ruff = Path(sys.executable).parent / "ruff"
     failed = 0
-    chapters = sorted((ROOT / "chapters").rglob("*.md"))
+    chapters = chapter_files()
     for path in chapters:
         name = path.relative_to(ROOT).with_suffix(".py").as_posix()
         result = subprocess.run(

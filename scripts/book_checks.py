@@ -1,4 +1,7 @@
-"""Structural checks of the book's sources, shared by tests/book/test_structure.py.
+"""The book's table of contents and structural checks of its sources.
+
+Used by tests/book/test_structure.py, by the root conftest.py (which chapters nbval runs) and by
+scripts/lint_chapters.py. pytest finds this module through ``pythonpath`` in pyproject.toml.
 
 Each check returns a list of problems (empty when the source is fine), so the tests can show all of
 them at once and can be tested themselves on deliberately broken chapters.
@@ -14,7 +17,7 @@ from pathlib import Path
 import jupytext
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The sections every chapter has, in this order (DEVELOPERS.md, "Anatomy of a chapter").
 SECTIONS = ("Derivation", "Implementation", "Verification", "Experiments and figures", "Claims checked")

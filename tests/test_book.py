@@ -16,9 +16,11 @@ def test_table_has_one_row_per_claim_and_escapes_pipes() -> None:
     )
     lines = table._repr_markdown_().splitlines()
     assert len(lines) == 4  # header, rule, two rows
+    assert lines[0] == "| Claim | Measured here | Verdict |"
     assert r"$\|x\|$" in lines[2]
-    assert lines[2].count(" | ") == 4  # five columns survive the escaped pipes
-    assert "needs a GPU" in lines[3]
+    assert lines[2].count(" | ") == 2  # three columns survive the escaped pipes
+    assert lines[2].startswith("| **1.** $\\|x\\|$ is convex (textbook)")
+    assert lines[3].endswith("| **not reproduced here**: needs a GPU |")
     assert table.counts() == {"reproduced": 1, "partly": 0, "not reproduced here": 1}
 
 

@@ -47,7 +47,12 @@ def verdict(passed: bool, *, partly: bool = False) -> Verdict:
 
 
 class ClaimsTable:
-    """A table of :class:`Claim` rows that notebooks (and the built book) render as markdown."""
+    """A table of :class:`Claim` rows that notebooks (and the built book) render as markdown.
+
+    Three columns, claim (numbered, with its source), measurement and verdict (with its reason), so the
+    verdict stays in view on a narrow page; the book's stylesheet gives markdown output tables a fixed
+    layout at full width.
+    """
 
     def __init__(self, claims: Iterable[Claim]) -> None:
         self.claims = list(claims)
@@ -58,15 +63,10 @@ class ClaimsTable:
         def cell(text: str) -> str:
             return " ".join(text.split()).replace("|", "\\|")
 
-        lines = [
-            "| # | Claim | Source | Measured here | Verdict |",
-            "|---|---|---|---|---|",
-        ]
+        lines = ["| Claim | Measured here | Verdict |", "|---|---|---|"]
         for i, c in enumerate(self.claims, start=1):
-            shown = f"**{c.verdict}**"
-            if c.why:
-                shown += f" — {c.why}"
-            row = [str(i), c.claim, c.source, c.measured, shown]
+            shown = f"**{c.verdict}**" + (f": {c.why}" if c.why else "")
+            row = [f"**{i}.** {c.claim} ({c.source})", c.measured, shown]
             lines.append("| " + " | ".join(cell(x) for x in row) + " |")
         return "\n".join(lines)
 

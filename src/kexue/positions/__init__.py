@@ -1,0 +1,1 @@
+"""Part I of the book: position encodings (``chapters/positions``)."""

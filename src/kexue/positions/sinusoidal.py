@@ -1,0 +1,197 @@
+"""Sinusoidal position encoding (Vaswani et al., 2017), as derived in Su Jianlin's kexue.fm/archives/8231.
+
+Position ``m`` is encoded by ``dim / 2`` rotations at the geometric frequencies ``theta_i = base^(-2i/dim)``,
+interleaved as ``[sin(m theta_0), cos(m theta_0), sin(m theta_1), cos(m theta_1), ...]``. Two facts make it a
+relative encoding: ``<PE(m), PE(n)> = sum_i cos((m - n) theta_i)`` depends only on ``m - n``, and
+``PE(m + k) = M_k PE(m)`` for a block-diagonal rotation ``M_k`` that does not depend on ``m``.
+
+:func:`frequencies` is the one frequency table of the library; the rotary embedding reuses it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def frequencies(
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The frequencies ``theta_i = base^(-2i/dim)`` for ``i = 0, ..., dim/2 - 1``.
+
+    Returns a tensor of shape ``(dim // 2,)``, decreasing from ``theta_0 = 1``. Computed in float64 and cast
+    to ``dtype`` (float64 by default, because position-times-frequency products need the digits).
+
+    Raises:
+        TypeError: ``dim`` is not an int.
+        ValueError: ``dim`` is not positive and even, or ``base`` is not a finite number above 1.
+    """
+    _check_dim_and_base(dim, base)
+    exponents = torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim
+    return torch.pow(torch.tensor(float(base), dtype=torch.float64, device=device), -exponents).to(dtype)
+
+
+def sinusoidal_embedding(
+    positions: Tensor | int | float | list,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """The sinusoidal encoding of ``positions``, interleaved ``[sin(m theta_0), cos(m theta_0), ...]``.
+
+    Args:
+        positions: integer or real positions of any shape (a tensor, or anything ``torch.as_tensor``
+            accepts); the output is on the same device.
+        dim: encoding dimension, positive and even.
+        base: the frequency base (10000 in the original Transformer).
+        dtype: floating dtype of the result; the default float dtype when omitted.
+
+    Returns:
+        Tensor of shape ``positions.shape + (dim,)``.
+
+    The angles ``m * theta_i`` are formed in float64 and reduced by ``sin``/``cos`` before the cast, so
+    positions of 1e5 and beyond keep full accuracy in a float32 result (in float32, ``m * theta_0`` at
+    ``m = 1e5`` is already off by about 0.004 rad). On devices without float64 (Apple MPS) the angles are
+    formed in float32.
+
+    Raises:
+        TypeError: ``positions`` is boolean or complex, ``dim`` is not an int, or ``dtype`` is not floating.
+        ValueError: ``dim`` is not positive and even, or ``base`` is not a finite number above 1.
+    """
+    positions = _as_positions(positions)
+    _check_dim_and_base(dim, base)
+    out_dtype = _output_dtype(dtype)
+    angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
+    theta = frequencies(dim, base=base, dtype=angle_dtype, device=positions.device)
+    angles = positions.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
+    # stack on a new last axis, then flatten it: [sin_0, cos_0, sin_1, cos_1, ...]
+    encoding = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)
+    return encoding.to(out_dtype)
+
+
+def relative_shift_matrix(
+    offset: Tensor | int | float,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The block-diagonal rotation ``M_k`` with ``PE(m + k) = M_k @ PE(m)`` for every position ``m``.
+
+    Each 2x2 block acts on a pair ``(sin(m theta_i), cos(m theta_i))`` as
+    ``[[cos(k theta_i), sin(k theta_i)], [-sin(k theta_i), cos(k theta_i)]]`` (the angle-addition formulas).
+
+    Args:
+        offset: the shift ``k``, a number or a tensor of any shape (its device is used if ``device`` is None).
+        dim: encoding dimension, positive and even.
+        base: the frequency base.
+        dtype: floating dtype of the result; the default float dtype when omitted.
+        device: where to build the matrix when ``offset`` is a number.
+
+    Returns:
+        Tensor of shape ``offset.shape + (dim, dim)``: orthogonal, with ``M_k @ M_l = M_(k+l)`` and
+        ``M_k^T = M_(-k)``.
+    """
+    offset = _as_positions(offset, name="offset")
+    if device is not None:
+        offset = offset.to(device)
+    _check_dim_and_base(dim, base)
+    out_dtype = _output_dtype(dtype)
+    angle_dtype = torch.float32 if offset.device.type == "mps" else torch.float64
+    theta = frequencies(dim, base=base, dtype=angle_dtype, device=offset.device)
+    angles = offset.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    blocks = torch.stack(
+        (torch.stack((cos, sin), -1), torch.stack((-sin, cos), -1)), -2
+    )  # (..., dim/2, 2, 2)
+    matrix = torch.zeros(*offset.shape, dim, dim, dtype=angle_dtype, device=offset.device)
+    pairs = torch.arange(dim // 2, device=offset.device)
+    for row in range(2):
+        for col in range(2):
+            matrix[..., 2 * pairs + row, 2 * pairs + col] = blocks[..., row, col]
+    return matrix.to(out_dtype)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Sinusoidal position embedding with a cached table, for use inside models.
+
+    ``forward(positions)`` returns ``sinusoidal_embedding(positions, dim, base=base)`` in the module's dtype.
+    Integer positions in ``[0, len(table))`` are looked up in a table that is built on first use and grown
+    (doubling) when a larger position arrives; other positions are computed directly. The table is a
+    non-persistent buffer: it follows ``.to(device, dtype)`` and is never written to a state dict.
+
+    Args:
+        dim: encoding dimension, positive and even.
+        base: the frequency base.
+        initial_length: number of positions tabulated up front.
+    """
+
+    table: Tensor
+
+    def __init__(self, dim: int, *, base: float = 10000.0, initial_length: int = 512) -> None:
+        super().__init__()
+        _check_dim_and_base(dim, base)
+        if isinstance(initial_length, bool) or not isinstance(initial_length, int) or initial_length < 1:
+            raise ValueError(f"initial_length must be a positive int, got {initial_length!r}")
+        self.dim, self.base = dim, float(base)
+        positions = torch.arange(initial_length)
+        self.register_buffer("table", sinusoidal_embedding(positions, dim, base=base), persistent=False)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        positions = _as_positions(positions)
+        if positions.device != self.table.device:
+            raise ValueError(
+                f"positions are on {positions.device} but the embedding is on {self.table.device}; "
+                "move one of them"
+            )
+        if positions.is_floating_point():
+            return sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+        if positions.numel() and int(positions.min()) < 0:
+            return sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+        needed = int(positions.max()) + 1 if positions.numel() else 0
+        if needed > len(self.table):
+            self._grow(needed)
+        return self.table[positions]
+
+    def _grow(self, needed: int) -> None:
+        length = max(needed, 2 * len(self.table))
+        positions = torch.arange(length, device=self.table.device)
+        self.table = sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, base={self.base:g}, cached={len(self.table)}"
+
+
+def _check_dim_and_base(dim: int, base: float) -> None:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if dim <= 0 or dim % 2:
+        raise ValueError(f"dim must be a positive even number (sin/cos pairs), got {dim}")
+    if isinstance(base, bool) or not isinstance(base, int | float) or not math.isfinite(base) or base <= 1:
+        raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
+
+
+def _as_positions(positions: object, name: str = "positions") -> Tensor:
+    if not isinstance(positions, Tensor):
+        try:
+            positions = torch.as_tensor(positions)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor of numbers, got {type(positions).__name__}") from err
+    if positions.dtype == torch.bool or positions.is_complex():
+        raise TypeError(f"{name} must be integer or real, got dtype {positions.dtype}")
+    return positions
+
+
+def _output_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
+    return dtype

@@ -19,6 +19,7 @@ from kexue.positions.sinusoidal import (
     frequencies,
     relative_shift_matrix,
     sinusoidal_embedding,
+    toeplitz_share,
 )
 
 
@@ -203,3 +204,27 @@ def test_module_rejects_positions_on_another_device() -> None:
     module.table = module.table.to("meta")
     with pytest.raises(ValueError, match="move one of them"):
         module(torch.arange(3))
+
+
+def test_toeplitz_share_is_one_for_a_relative_gram_matrix(device: torch.device) -> None:
+    pe = sinusoidal_embedding(torch.arange(64, device=device), 32, dtype=torch.float64)
+    assert toeplitz_share(pe @ pe.T).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_toeplitz_share_against_a_direct_least_squares_fit() -> None:
+    """Independent reference: regress the entries on one indicator column per diagonal."""
+    matrix = torch.randn(2, 7, 7, dtype=torch.float64)
+    offsets = (torch.arange(7)[:, None] - torch.arange(7)).flatten() + 6
+    design = torch.nn.functional.one_hot(offsets, 13).double()
+    for batch in range(2):
+        target = matrix[batch].flatten()
+        fitted = design @ torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+        expected = 1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+        torch.testing.assert_close(toeplitz_share(matrix)[batch], expected)
+
+
+def test_toeplitz_share_rejects_non_square_input() -> None:
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., n, n\)"):
+        toeplitz_share(torch.zeros(3, 4))
+    with pytest.raises(TypeError, match="real floating-point"):
+        toeplitz_share(torch.zeros(3, 3, dtype=torch.int64))

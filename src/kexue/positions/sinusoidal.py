@@ -120,6 +120,35 @@ def relative_shift_matrix(
     return matrix.to(out_dtype)
 
 
+def toeplitz_share(matrix: Tensor) -> Tensor:
+    """How much of a square matrix is a function of ``m - n`` alone: the R^2 of its Toeplitz projection.
+
+    The best approximation (in least squares) of ``matrix[..., m, n]`` by a function of ``m - n`` is the
+    mean along each diagonal. The result is ``1 - SS_residual / SS_total`` per matrix: 1 for a Toeplitz
+    matrix, such as the Gram matrix of a relative encoding, and lower the more absolute position matters.
+
+    Args:
+        matrix: tensor of shape ``(..., n, n)``, real, with ``n >= 2``.
+
+    Returns:
+        Tensor of shape ``(...)`` in the dtype of ``matrix``.
+    """
+    if not isinstance(matrix, Tensor) or not matrix.is_floating_point():
+        raise TypeError("matrix must be a real floating-point tensor")
+    if matrix.dim() < 2 or matrix.shape[-1] != matrix.shape[-2] or matrix.shape[-1] < 2:
+        raise ValueError(f"matrix must have shape (..., n, n) with n >= 2, got {tuple(matrix.shape)}")
+    size = matrix.shape[-1]
+    index = torch.arange(size, device=matrix.device)
+    diagonal_of = (index[:, None] - index + size - 1).flatten()  # which diagonal each entry lies on
+    flat = matrix.flatten(-2)
+    sums = torch.zeros(*flat.shape[:-1], 2 * size - 1, dtype=matrix.dtype, device=matrix.device)
+    sums.index_add_(-1, diagonal_of, flat)
+    means = sums / torch.bincount(diagonal_of).to(matrix.dtype)
+    residual = (flat - means[..., diagonal_of]).pow(2).sum(-1)
+    total = (flat - flat.mean(-1, keepdim=True)).pow(2).sum(-1)
+    return 1 - residual / total
+
+
 class SinusoidalEmbedding(nn.Module):
     """Sinusoidal position embedding with a cached table, for use inside models.
 

@@ -11,9 +11,9 @@ CHAPTER ?=
 JOBS    ?=
 
 # Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
-PY_SOURCES := src tests scripts conftest.py book/_ext
+PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
 
-.PHONY: help setup lint unit chapters chapter book html-check test clean
+.PHONY: help setup lint unit chapters chapter book html-check bench test clean
 
 help:
 	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
@@ -24,6 +24,7 @@ help:
 	@echo "make chapters    every chapter in _toc.yml executed by nbval, with per-chapter times"
 	@echo "make chapter CHAPTER=chapters/<part>/<topic>.md   one chapter alone"
 	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
+	@echo "make bench       time kexue's kernels against the common eager implementations (CPU)"
 	@echo "make clean       remove $(HTML), caches and $(VENV)"
 
 setup: $(STAMP)
@@ -62,6 +63,10 @@ book: $(STAMP)
 html-check: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest tests/html --html-dir $(HTML)
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-columns=median,iqr,rounds \
+		--benchmark-sort=name --benchmark-group-by=group
 
 test: lint unit chapters book html-check
 

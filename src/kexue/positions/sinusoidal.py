@@ -10,10 +10,10 @@ relative encoding: ``<PE(m), PE(n)> = sum_i cos((m - n) theta_i)`` depends only 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from kexue.positions._validation import as_positions, check_dim_and_base, output_dtype
 
 
 def frequencies(
@@ -32,7 +32,7 @@ def frequencies(
         TypeError: ``dim`` is not an int.
         ValueError: ``dim`` is not positive and even, or ``base`` is not a finite number above 1.
     """
-    _check_dim_and_base(dim, base)
+    check_dim_and_base(dim, base)
     exponents = torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim
     return torch.pow(torch.tensor(float(base), dtype=torch.float64, device=device), -exponents).to(dtype)
 
@@ -65,9 +65,9 @@ def sinusoidal_embedding(
         TypeError: ``positions`` is boolean or complex, ``dim`` is not an int, or ``dtype`` is not floating.
         ValueError: ``dim`` is not positive and even, or ``base`` is not a finite number above 1.
     """
-    positions = _as_positions(positions)
-    _check_dim_and_base(dim, base)
-    out_dtype = _output_dtype(dtype)
+    positions = as_positions(positions)
+    check_dim_and_base(dim, base)
+    out_dtype = output_dtype(dtype)
     angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
     theta = frequencies(dim, base=base, dtype=angle_dtype, device=positions.device)
     angles = positions.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
@@ -100,11 +100,11 @@ def relative_shift_matrix(
         Tensor of shape ``offset.shape + (dim, dim)``: orthogonal, with ``M_k @ M_l = M_(k+l)`` and
         ``M_k^T = M_(-k)``.
     """
-    offset = _as_positions(offset, name="offset")
+    offset = as_positions(offset, name="offset")
     if device is not None:
         offset = offset.to(device)
-    _check_dim_and_base(dim, base)
-    out_dtype = _output_dtype(dtype)
+    check_dim_and_base(dim, base)
+    out_dtype = output_dtype(dtype)
     angle_dtype = torch.float32 if offset.device.type == "mps" else torch.float64
     theta = frequencies(dim, base=base, dtype=angle_dtype, device=offset.device)
     angles = offset.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
@@ -167,7 +167,7 @@ class SinusoidalEmbedding(nn.Module):
 
     def __init__(self, dim: int, *, base: float = 10000.0, initial_length: int = 512) -> None:
         super().__init__()
-        _check_dim_and_base(dim, base)
+        check_dim_and_base(dim, base)
         if isinstance(initial_length, bool) or not isinstance(initial_length, int) or initial_length < 1:
             raise ValueError(f"initial_length must be a positive int, got {initial_length!r}")
         self.dim, self.base = dim, float(base)
@@ -175,7 +175,7 @@ class SinusoidalEmbedding(nn.Module):
         self.register_buffer("table", sinusoidal_embedding(positions, dim, base=base), persistent=False)
 
     def forward(self, positions: Tensor) -> Tensor:
-        positions = _as_positions(positions)
+        positions = as_positions(positions)
         if positions.device != self.table.device:
             raise ValueError(
                 f"positions are on {positions.device} but the embedding is on {self.table.device}; "
@@ -197,30 +197,3 @@ class SinusoidalEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={self.base:g}, cached={len(self.table)}"
-
-
-def _check_dim_and_base(dim: int, base: float) -> None:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
-    if dim <= 0 or dim % 2:
-        raise ValueError(f"dim must be a positive even number (sin/cos pairs), got {dim}")
-    if isinstance(base, bool) or not isinstance(base, int | float) or not math.isfinite(base) or base <= 1:
-        raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
-
-
-def _as_positions(positions: object, name: str = "positions") -> Tensor:
-    if not isinstance(positions, Tensor):
-        try:
-            positions = torch.as_tensor(positions)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor of numbers, got {type(positions).__name__}") from err
-    if positions.dtype == torch.bool or positions.is_complex():
-        raise TypeError(f"{name} must be integer or real, got dtype {positions.dtype}")
-    return positions
-
-
-def _output_dtype(dtype: torch.dtype | None) -> torch.dtype:
-    dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
-    return dtype

@@ -1,0 +1,249 @@
+"""Rotary position embedding (RoPE), as derived in Su Jianlin's kexue.fm/archives/8265 (RoFormer).
+
+Each pair of features of a query or key at position ``m`` is rotated by the angle ``m * theta_i``, with the
+same frequencies ``theta_i = base^(-2i/dim)`` as the sinusoidal encoding (:func:`frequencies`, shared).
+Rotations compose, ``R_m^T R_n = R_(n-m)``, so attention scores ``<R_m q, R_n k>`` depend on positions only
+through ``n - m``.
+
+Two layouts of the pairs are in use, and both are supported:
+
+* ``"interleaved"``: pairs ``(x[2i], x[2i+1])``, as in the article, RoFormer and bert4keras;
+* ``"half"``: pairs ``(x[i], x[i + dim/2])``, as in Llama-style code (``rotate_half``).
+
+With the permutation ``P = [0, 2, 4, ..., 1, 3, 5, ...]``, ``half(x[P]) == interleaved(x)[P]``: the layouts
+differ only in how a checkpoint's features are ordered, and give the same scores when q and k agree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from kexue.positions._validation import as_positions, check_dim_and_base
+from kexue.positions.sinusoidal import frequencies
+
+Layout = Literal["interleaved", "half"]
+LAYOUTS: tuple[str, ...] = ("interleaved", "half")
+
+
+def rope_angles(
+    positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """The angles ``m * theta_i`` reduced to ``[0, 2 pi)``, shape ``positions.shape + (dim // 2,)``.
+
+    The product is formed and reduced in float64 (float32 on Apple MPS, which has no float64) and only then
+    cast to ``dtype``: a float32 product ``m * theta_0`` is already off by 0.004 rad at ``m = 1e5``, while the
+    reduced angle carries at most one float32 rounding, about 2e-7 rad, at any position.
+    """
+    positions = as_positions(positions)
+    check_dim_and_base(dim, base)
+    angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
+    theta = frequencies(dim, base=base, dtype=angle_dtype, device=positions.device)
+    angles = torch.remainder(positions.to(angle_dtype).unsqueeze(-1) * theta, 2 * math.pi)
+    return angles.to(dtype)
+
+
+def rope_cos_sin(
+    positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """``cos(m theta_i)`` and ``sin(m theta_i)`` in ``dtype``, each of shape ``positions.shape + (dim/2,)``.
+
+    Cosine and sine are taken of the reduced angles of :func:`rope_angles`."""
+    angles = rope_angles(positions, dim, base=base, dtype=dtype)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor, *, layout: Layout = "interleaved") -> Tensor:
+    """Rotate the feature pairs of ``x`` by the angles whose cosines and sines are given.
+
+    Args:
+        x: tensor of shape ``(..., dim)``, ``dim`` even, floating.
+        cos, sin: tensors of shape broadcastable to ``x.shape[:-1] + (dim // 2,)``, in the dtype the
+            rotation is computed in (float32 or float64).
+        layout: which features form a pair, ``"interleaved"`` or ``"half"``.
+
+    Returns:
+        The rotated tensor, same shape as ``x``, dtype of ``cos``.
+    """
+    if layout == "interleaved":
+        return _rotate_interleaved(x, torch.complex(cos, sin))
+    if layout == "half":
+        return _rotate_half(x, cos, sin)
+    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _rotate_interleaved(x: Tensor, cis: Tensor) -> Tensor:
+    """Pairs ``(x[2i], x[2i+1])`` as complex numbers, times ``cis = cos + i sin``: one multiplication."""
+    real_dtype = torch.float64 if cis.dtype == torch.complex128 else torch.float32
+    if x.dtype != real_dtype:
+        x = x.to(real_dtype)
+    if not x.is_contiguous() and (
+        x.stride(-1) != 1 or x.storage_offset() % 2 or any(s % 2 for s in x.stride()[:-1])
+    ):
+        x = x.contiguous()  # view_as_complex needs (real, imag) adjacent in memory
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * cis).flatten(-2)
+
+
+def _rotate_half(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Pairs ``(x[i], x[i + dim/2])``, written into one preallocated output (no ``cat``) unless autograd
+    is recording, where the differentiable form is used."""
+    x = x.to(cos.dtype)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    if torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad):
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    out = torch.empty_like(x)
+    out1, out2 = out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=out1)
+    out1.addcmul_(x2, sin, value=-1)
+    torch.mul(x2, cos, out=out2)
+    out2.addcmul_(x1, sin)
+    return out
+
+
+def apply_rope(
+    x: Tensor,
+    positions: Tensor | None = None,
+    *,
+    base: float = 10000.0,
+    layout: Layout = "interleaved",
+) -> Tensor:
+    """Rotary position embedding of queries or keys.
+
+    Args:
+        x: tensor of shape ``(..., seq, dim)``, e.g. ``(batch, heads, seq, head_dim)``; ``dim`` even.
+        positions: integer or real positions, broadcastable to ``x.shape[:-1]`` without enlarging it
+            (e.g. ``(seq,)`` or ``(batch, 1, seq)``); ``0, 1, ..., seq - 1`` when omitted.
+        base: the frequency base.
+        layout: ``"interleaved"`` (pairs ``2i, 2i+1``, as in the article) or ``"half"`` (pairs
+            ``i, i + dim/2``, as in Llama-style code).
+
+    Returns:
+        Tensor of the shape, dtype and device of ``x``. The rotation is computed in float32 for half-precision
+        inputs (rounded once at the end) and in the input's precision otherwise.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor, or ``positions`` is boolean or complex.
+        ValueError: odd or missing ``dim``, unknown ``layout``, ``positions`` that do not broadcast to
+            ``x.shape[:-1]``, or ``positions`` on another device.
+    """
+    _check_input(x, layout)
+    if positions is None:
+        positions = torch.arange(x.shape[-2], device=x.device)
+    positions = _check_positions(positions, x)
+    angles = rope_angles(positions, x.shape[-1], base=base, dtype=_compute_dtype(x.dtype))
+    if layout == "interleaved":
+        rotated = _rotate_interleaved(x, torch.polar(torch.ones_like(angles), angles))
+    else:
+        rotated = _rotate_half(x, torch.cos(angles), torch.sin(angles))
+    return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE for attention layers, with cached cosine/sine tables.
+
+    ``forward(x, positions=None)`` equals ``apply_rope(x, positions, base=base, layout=layout)``. For
+    integer positions ``0 <= m < len(cache)`` the tables are looked up in a cache kept per device and dtype
+    and grown (doubling) when a larger position arrives; real or negative positions are computed directly.
+
+    Args:
+        dim: the head dimension, positive and even.
+        base: the frequency base.
+        layout: ``"interleaved"`` or ``"half"``.
+        initial_length: positions tabulated on first use.
+    """
+
+    def __init__(
+        self, dim: int, *, base: float = 10000.0, layout: Layout = "interleaved", initial_length: int = 512
+    ) -> None:
+        super().__init__()
+        check_dim_and_base(dim, base)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if isinstance(initial_length, bool) or not isinstance(initial_length, int) or initial_length < 1:
+            raise ValueError(f"initial_length must be a positive int, got {initial_length!r}")
+        self.dim, self.base, self.layout = dim, float(base), layout
+        self.initial_length = initial_length
+        # per (device, dtype): the complex table cos + i sin (interleaved) or the pair (cos, sin) (half)
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
+        self._last_slice: tuple[object, tuple[Tensor, ...]] = (None, ())
+
+    def tables(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """Cached tables for positions ``0 .. n - 1`` with ``n >= length``, on ``device`` in ``dtype``:
+        ``(cis,)`` for the interleaved layout, ``(cos, sin)`` for the half layout."""
+        key = (device, dtype)
+        cached = self._cache.get(key)
+        if cached is None or cached[0].shape[0] < length:
+            size = max(length, self.initial_length, 2 * cached[0].shape[0] if cached else 0)
+            cached = self._make_tables(torch.arange(size, device=device), dtype)
+            self._cache[key] = cached
+            self._last_slice = (None, ())  # slices of the old tables are stale
+        return cached
+
+    def _make_tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        angles = rope_angles(positions, self.dim, base=self.base, dtype=dtype)
+        if self.layout == "interleaved":
+            return (torch.polar(torch.ones_like(angles), angles),)
+        return torch.cos(angles), torch.sin(angles)
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        _check_input(x, self.layout)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x has last dimension {x.shape[-1]} but the embedding was built for {self.dim}")
+        dtype = _compute_dtype(x.dtype)
+        if positions is None:
+            seq = x.shape[-2]
+            key = (x.device, dtype, seq)
+            if self._last_slice[0] != key:  # slicing costs microseconds; calls usually repeat one length
+                self._last_slice = (key, tuple(t[:seq] for t in self.tables(seq, x.device, dtype)))
+            tables = self._last_slice[1]
+        else:
+            positions = _check_positions(positions, x)
+            if positions.is_floating_point() or (positions.numel() and int(positions.min()) < 0):
+                tables = self._make_tables(positions, dtype)
+            else:
+                length = int(positions.max()) + 1 if positions.numel() else 0
+                tables = tuple(t[positions] for t in self.tables(length, x.device, dtype))
+        if self.layout == "interleaved":
+            rotated = _rotate_interleaved(x, *tables)
+        else:
+            rotated = _rotate_half(x, *tables)
+        return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, base={self.base:g}, layout={self.layout!r}"
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _check_input(x: Tensor, layout: str) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (..., seq, dim), got {tuple(x.shape)}")
+    if x.shape[-1] % 2 or x.shape[-1] == 0:
+        raise ValueError(f"the last dimension of x must be even (feature pairs), got {x.shape[-1]}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _check_positions(positions: Tensor, x: Tensor) -> Tensor:
+    positions = as_positions(positions)
+    if positions.device != x.device:
+        raise ValueError(f"positions are on {positions.device} but x is on {x.device}")
+    try:
+        shape = torch.broadcast_shapes(positions.shape, x.shape[:-1])
+    except RuntimeError:
+        shape = None
+    if shape != x.shape[:-1]:
+        raise ValueError(
+            f"positions of shape {tuple(positions.shape)} must broadcast to "
+            f"x.shape[:-1] = {tuple(x.shape[:-1])}"
+        )
+    return positions

@@ -9,7 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.positions.rope import LAYOUTS, RotaryEmbedding, apply_rope, rope_cos_sin
+from kexue.positions.rope import (
+    LAYOUTS,
+    RotaryEmbedding,
+    apply_rope,
+    decay_bound,
+    rope_cos_sin,
+    rope_linear_attention,
+)
 
 
 def rotation_matrix(
@@ -223,3 +230,53 @@ def test_positions_on_another_device_are_rejected() -> None:
 def test_x_without_a_sequence_axis_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"shape \(\.\.\., seq, dim\)"):
         apply_rope(torch.randn(8))
+
+
+def test_decay_bound_reproduces_the_articles_curve() -> None:
+    """d = 128, base 10000: f(0) = (d/2 + 1)/2 = 32.5 exactly, then 17.95, 12.63, 10.23, 6.54."""
+    values = decay_bound(torch.tensor([0, 10, 50, 100, 256]), 128)
+    assert values[0].item() == pytest.approx(32.5, abs=1e-12)
+    assert values[1:].tolist() == pytest.approx([17.95, 12.63, 10.23, 6.54], abs=5e-3)
+
+
+def test_decay_bound_bounds_actual_scores() -> None:
+    """|q^T R_s k| <= max_i |h_(i+1) - h_i| * sum_j |S_j| for random q, k (h_(d/2) = 0)."""
+    torch.manual_seed(1)
+    dim, distances = 64, torch.arange(0, 300)
+    for _ in range(20):
+        q, k = torch.randn(2, dim, dtype=torch.float64)
+        scores = (q * apply_rope(k[None].expand(len(distances), dim), distances)).sum(-1).abs()
+        h = torch.view_as_complex(q.view(-1, 2)) * torch.view_as_complex(k.view(-1, 2)).conj()
+        steps = torch.diff(torch.cat([h, torch.zeros(1, dtype=h.dtype)])).abs().max()
+        bound = steps * decay_bound(distances, dim) * (dim // 2)
+        assert (scores <= bound + 1e-9).all()
+
+
+def rope_attention_quadratic(q, k, v, positions, rotate_denominator=False):
+    """Reference: the same linear attention written with the full (seq, seq) weight matrix."""
+    phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+    rotated = apply_rope(phi_q, positions) @ apply_rope(phi_k, positions).transpose(-1, -2)
+    plain = phi_q @ phi_k.transpose(-1, -2)
+    denominator = (rotated if rotate_denominator else plain).sum(-1, keepdim=True)
+    return rotated @ v / denominator
+
+
+@pytest.mark.parametrize("rotate_denominator", [False, True])
+def test_linear_attention_matches_its_quadratic_form(rotate_denominator: bool) -> None:
+    q, k, v = torch.randn(3, 2, 4, 10, 8, dtype=torch.float64)
+    positions = torch.arange(10)
+    got = rope_linear_attention(q, k, v, positions, rotate_denominator=rotate_denominator)
+    expected = rope_attention_quadratic(q, k, v, positions, rotate_denominator)
+    torch.testing.assert_close(got, expected)
+
+
+def test_linear_attention_keeps_the_relative_property() -> None:
+    q, k, v = torch.randn(3, 12, 16, dtype=torch.float64)
+    out = rope_linear_attention(q, k, v, torch.arange(12))
+    shifted = rope_linear_attention(q, k, v, torch.arange(12) + 1000)
+    torch.testing.assert_close(out, shifted)
+
+
+def test_linear_attention_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        rope_linear_attention(torch.randn(4, 8), torch.randn(5, 8), torch.randn(4, 8))

@@ -143,6 +143,70 @@ def apply_rope(
     return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
 
 
+def decay_bound(distances: Tensor, dim: int, *, base: float = 10000.0) -> Tensor:
+    """The article's long-range bound on RoPE scores: ``(1 / (dim/2)) * sum_j |S_j|`` at each distance.
+
+    With ``S_j = sum_{i < j} exp(1j * s * theta_i)`` for ``j = 1 .. dim/2`` and relative distance ``s``, Abel
+    summation bounds ``|q^T R_s k| <= max_i |h_(i+1) - h_i| * sum_j |S_j|``, where ``h_i`` are the complex
+    products of the query and key pairs (with ``h_(dim/2) = 0``). The factor ``sum_j |S_j|``, averaged over
+    ``j``, depends on the distance alone and decays with it. Equals ``(dim/2 + 1) / 2`` at ``s = 0``.
+
+    Args:
+        distances: relative positions ``s``, any shape (a number or a tensor).
+        dim: head dimension, positive and even.
+        base: the frequency base.
+
+    Returns:
+        float64 tensor of the shape of ``distances``.
+    """
+    distances = as_positions(distances)
+    theta = frequencies(dim, base=base, device=distances.device)
+    angles = distances.to(torch.float64).unsqueeze(-1) * theta
+    partial_sums = torch.cumsum(torch.polar(torch.ones_like(angles), angles), dim=-1)  # S_1 .. S_(dim/2)
+    return partial_sums.abs().mean(-1)
+
+
+def rope_linear_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    positions: Tensor | None = None,
+    *,
+    base: float = 10000.0,
+    layout: Layout = "interleaved",
+    rotate_denominator: bool = False,
+) -> Tensor:
+    """Non-causal linear attention with RoPE, as the article suggests: rotate the numerator only.
+
+    With the feature map ``phi = elu + 1`` (positive), output ``i`` is
+    ``sum_j (R_i phi(q_i))^T (R_j phi(k_j)) v_j / sum_j phi(q_i)^T phi(k_j)``: the numerator sees relative
+    positions, the denominator stays a sum of positive terms. The resulting weights can be negative and need
+    not sum to 1, so this is no longer a normalised average. ``rotate_denominator=True`` rotates the
+    denominator too, which the article warns against: it can come arbitrarily close to zero.
+
+    Args:
+        q, k: tensors of shape ``(..., seq, dim)``; v: ``(..., seq, dim_v)``.
+        positions: as in :func:`apply_rope` (``0 .. seq - 1`` when omitted), used for queries and keys.
+
+    Returns:
+        Tensor of shape ``(..., seq, dim_v)``. Costs ``O(seq * dim * dim_v)``: no ``seq x seq`` matrix.
+    """
+    if q.shape != k.shape or q.shape[:-1] != v.shape[:-1]:
+        raise ValueError(
+            f"q and k must have the same shape and v the same leading shape, got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    phi_q, phi_k = nn.functional.elu(q) + 1, nn.functional.elu(k) + 1
+    rot_q = apply_rope(phi_q, positions, base=base, layout=layout)
+    rot_k = apply_rope(phi_k, positions, base=base, layout=layout)
+    numerator = rot_q @ (rot_k.transpose(-1, -2) @ v)
+    if rotate_denominator:
+        denominator = rot_q @ rot_k.sum(-2, keepdim=True).transpose(-1, -2)
+    else:
+        denominator = phi_q @ phi_k.sum(-2, keepdim=True).transpose(-1, -2)
+    return numerator / denominator
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE for attention layers, with cached cosine/sine tables.
 

@@ -159,7 +159,7 @@ def test_large_positions_use_accurate_angles() -> None:
     cos, sin = rope_cos_sin(torch.tensor([10**7]), 64)
     theta = 10000.0 ** (-torch.arange(0, 64, 2, dtype=torch.float64) / 64)
     exact = torch.tensor(10.0**7, dtype=torch.float64) * theta
-    # angle reduced to [0, 2 pi) in float64, then one float32 rounding (<= 2.4e-7 rad) and the cosine's own
+    # angle reduced to [-pi, pi] in float64, then one float32 rounding (<= 1.2e-7 rad) and the cosine's own
     assert (cos.double() - exact.cos()).abs().max() < 3e-7
     assert (sin.double() - exact.sin()).abs().max() < 3e-7
     # whereas the float32 product m * theta puts the cosine off by several hundredths at m = 1e7

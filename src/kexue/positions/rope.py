@@ -16,6 +16,7 @@ differ only in how a checkpoint's features are ordered, and give the same scores
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -32,7 +33,7 @@ LAYOUTS: tuple[str, ...] = ("interleaved", "half")
 def rope_angles(
     positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
 ) -> Tensor:
-    """The angles ``m * theta_i`` reduced to ``[0, 2 pi)``, shape ``positions.shape + (dim // 2,)``.
+    """The angles ``m * theta_i`` reduced to ``[-pi, pi]``, shape ``positions.shape + (dim // 2,)``.
 
     The product is formed and reduced in float64 (float32 on Apple MPS, which has no float64) and only then
     cast to ``dtype``: a float32 product ``m * theta_0`` is already off by 0.004 rad at ``m = 1e5``, while the
@@ -41,9 +42,16 @@ def rope_angles(
     positions = as_positions(positions)
     check_dim_and_base(dim, base)
     angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
-    theta = frequencies(dim, base=base, dtype=angle_dtype, device=positions.device)
-    angles = torch.remainder(positions.to(angle_dtype).unsqueeze(-1) * theta, 2 * math.pi)
-    return angles.to(dtype)
+    theta = _frequency_table(dim, float(base), angle_dtype, positions.device)
+    angles = positions.to(angle_dtype).unsqueeze(-1) * theta
+    turns = torch.round(angles * (1 / (2 * math.pi)))  # reduce to [-pi, pi]; faster than fmod in float64
+    return (angles - turns * (2 * math.pi)).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _frequency_table(dim: int, base: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """:func:`frequencies`, computed once per (dim, base, dtype, device); internal, never handed out."""
+    return frequencies(dim, base=base, dtype=dtype, device=device)
 
 
 def rope_cos_sin(
@@ -137,7 +145,7 @@ def apply_rope(
     positions = _check_positions(positions, x)
     angles = rope_angles(positions, x.shape[-1], base=base, dtype=_compute_dtype(x.dtype))
     if layout == "interleaved":
-        rotated = _rotate_interleaved(x, torch.polar(torch.ones_like(angles), angles))
+        rotated = _rotate_interleaved(x, torch.complex(torch.cos(angles), torch.sin(angles)))
     else:
         rotated = _rotate_half(x, torch.cos(angles), torch.sin(angles))
     return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
@@ -251,7 +259,7 @@ class RotaryEmbedding(nn.Module):
     def _make_tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, ...]:
         angles = rope_angles(positions, self.dim, base=self.base, dtype=dtype)
         if self.layout == "interleaved":
-            return (torch.polar(torch.ones_like(angles), angles),)
+            return (torch.complex(torch.cos(angles), torch.sin(angles)),)
         return torch.cos(angles), torch.sin(angles)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
@@ -301,13 +309,11 @@ def _check_positions(positions: Tensor, x: Tensor) -> Tensor:
     positions = as_positions(positions)
     if positions.device != x.device:
         raise ValueError(f"positions are on {positions.device} but x is on {x.device}")
-    try:
-        shape = torch.broadcast_shapes(positions.shape, x.shape[:-1])
-    except RuntimeError:
-        shape = None
-    if shape != x.shape[:-1]:
+    leading = x.shape[:-1]  # positions may broadcast up to it, never beyond (checked by hand: it is fast)
+    if positions.dim() > len(leading) or any(
+        p not in (1, size) for p, size in zip(reversed(positions.shape), reversed(leading), strict=False)
+    ):
         raise ValueError(
-            f"positions of shape {tuple(positions.shape)} must broadcast to "
-            f"x.shape[:-1] = {tuple(x.shape[:-1])}"
+            f"positions of shape {tuple(positions.shape)} must broadcast to x.shape[:-1] = {tuple(leading)}"
         )
     return positions

@@ -13,13 +13,14 @@ JOBS    ?=
 # Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
 PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
 
-.PHONY: help setup lint unit chapters chapter book html-check bench test clean
+.PHONY: help setup lint format unit chapters chapter book html-check bench test clean
 
 help:
 	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
 	@echo "make test        lint, unit tests, every chapter under nbval, the book, the browser check"
 	@echo "make setup       create $(VENV) with the pinned environment and kexue (editable)"
 	@echo "make lint        ruff on the package, tests and the chapters' code cells"
+	@echo "make format      ruff format on the same (chapter metadata left untouched)"
 	@echo "make unit        the unit and property tests (tests/, without the browser check)"
 	@echo "make chapters    every chapter in _toc.yml executed by nbval, with per-chapter times"
 	@echo "make chapter CHAPTER=chapters/<part>/<topic>.md   one chapter alone"
@@ -45,6 +46,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/python scripts/lint_chapters.py
+
+format: $(STAMP)
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/python scripts/format_chapters.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/html --durations=10

@@ -90,7 +90,9 @@ def test_mixed_frequencies_keep_relativity_and_learn(device: torch.device) -> No
     assert offset_share(scores[0, 0].double(), coords).item() == pytest.approx(1.0, abs=1e-5)
     scores.sum().backward()
     assert rope.frequencies.grad is not None and torch.isfinite(rope.frequencies.grad).all()
-    assert rope.frequencies.norm(dim=-1)[0].tolist() == pytest.approx([1e4 ** (-i / 8) for i in range(8)], rel=1e-5)
+    assert rope.frequencies.norm(dim=-1)[0].tolist() == pytest.approx(
+        [1e4 ** (-i / 8) for i in range(8)], rel=1e-5
+    )
 
 
 def test_mixed_frequencies_can_point_along_a_diagonal() -> None:

@@ -117,7 +117,8 @@ def scaled_attention(
         if scale == "standard":
             row_scale = torch.full_like(counts, 1 / math.sqrt(d), dtype=q.dtype)
         elif scale == "entropy_invariant":
-            row_scale = entropy_invariant_scale(counts, d, train_length=train_length, min_length=min_length)
+            precise = counts.to(torch.promote_types(q.dtype, torch.float32))  # float64 scale for float64 q
+            row_scale = entropy_invariant_scale(precise, d, train_length=train_length, min_length=min_length)
         else:
             raise ValueError(f"scale must be 'standard', 'entropy_invariant' or a number, got {scale!r}")
     elif isinstance(scale, int | float) and not isinstance(scale, bool) and math.isfinite(scale):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from kexue.positions.rope import _rotate_interleaved, apply_rope
-from kexue.positions.sinusoidal import frequencies
+from kexue.positions.sinusoidal import frequencies, share_explained_by_groups
 
 
 def grid_coords(height: int, width: int, *, device: torch.device | str | None = None) -> Tensor:
@@ -76,14 +76,7 @@ def offset_share(scores: Tensor, coords: Tensor) -> Tensor:
             f"got {tuple(scores.shape)} and {tuple(coords.shape)}"
         )
     offsets = (coords[None, :, :] - coords[:, None, :]).reshape(-1, 2)  # (m, n) -> coords_n - coords_m
-    _, group = torch.unique(offsets, dim=0, return_inverse=True)
-    flat = scores.flatten(-2)
-    sums = torch.zeros(*flat.shape[:-1], int(group.max()) + 1, dtype=scores.dtype, device=scores.device)
-    sums.index_add_(-1, group, flat)
-    means = sums / torch.bincount(group).to(scores.dtype)
-    residual = (flat - means[..., group]).pow(2).sum(-1)
-    total = (flat - flat.mean(-1, keepdim=True)).pow(2).sum(-1)
-    return 1 - residual / total
+    return share_explained_by_groups(scores.flatten(-2), offsets)
 
 
 class MixedRotaryEmbedding2d(nn.Module):

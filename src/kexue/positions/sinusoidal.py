@@ -137,15 +137,24 @@ def toeplitz_share(matrix: Tensor) -> Tensor:
         raise TypeError("matrix must be a real floating-point tensor")
     if matrix.dim() < 2 or matrix.shape[-1] != matrix.shape[-2] or matrix.shape[-1] < 2:
         raise ValueError(f"matrix must have shape (..., n, n) with n >= 2, got {tuple(matrix.shape)}")
-    size = matrix.shape[-1]
-    index = torch.arange(size, device=matrix.device)
-    diagonal_of = (index[:, None] - index + size - 1).flatten()  # which diagonal each entry lies on
-    flat = matrix.flatten(-2)
-    sums = torch.zeros(*flat.shape[:-1], 2 * size - 1, dtype=matrix.dtype, device=matrix.device)
-    sums.index_add_(-1, diagonal_of, flat)
-    means = sums / torch.bincount(diagonal_of).to(matrix.dtype)
-    residual = (flat - means[..., diagonal_of]).pow(2).sum(-1)
-    total = (flat - flat.mean(-1, keepdim=True)).pow(2).sum(-1)
+    index = torch.arange(matrix.shape[-1], device=matrix.device)
+    diagonal_of = (index[:, None] - index).flatten()  # which diagonal each entry lies on
+    return share_explained_by_groups(matrix.flatten(-2), diagonal_of)
+
+
+def share_explained_by_groups(values: Tensor, groups: Tensor) -> Tensor:
+    """R^2 of the best fit of ``values[..., j]`` by a function of ``groups[j]`` (the mean of each group).
+
+    ``values`` has shape ``(..., m)``, ``groups`` shape ``(m,)`` with any integer labels; the result has
+    shape ``(...)``. Shared by :func:`toeplitz_share` (groups: diagonals) and
+    :func:`kexue.positions.rope2d.offset_share` (groups: 2-D offsets).
+    """
+    _, label = torch.unique(groups, dim=0, return_inverse=True)
+    sums = torch.zeros(*values.shape[:-1], int(label.max()) + 1, dtype=values.dtype, device=values.device)
+    sums.index_add_(-1, label, values)
+    means = sums / torch.bincount(label).to(values.dtype)
+    residual = (values - means[..., label]).pow(2).sum(-1)
+    total = (values - values.mean(-1, keepdim=True)).pow(2).sum(-1)
     return 1 - residual / total
 
 

@@ -1,0 +1,1 @@
+"""Part III of the book: probability and statistics (``chapters/probability``)."""

@@ -1,0 +1,1 @@
+"""Part IV of the book: sequences and state-space memory (``chapters/sequences``)."""

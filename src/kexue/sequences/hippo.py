@@ -1,0 +1,177 @@
+"""HiPPO: memory as online projection onto Legendre polynomials, after kexue.fm/archives/10114 and 10137.
+
+The coefficients ``c_n(T)`` of the history ``u`` in an orthonormal basis obey a linear ODE
+``c'(T) = A c(T) + B u(T)`` (LegT, a sliding window) or ``T c'(T) = A c(T) + B u(T)`` (LegS, the whole
+history, rescaled). Basis: ``g_n(s) = sqrt((2n+1)/2) P_n(s)`` on ``[-1, 1]``, the article's convention.
+
+How this maps to the HiPPO paper and the S4 code (``hippo.py``, ``transition``): S4's ``B`` is this
+module's ``B / sqrt(2)`` (it uses ``sqrt(2n+1)``), because S4's coefficients are those of ``u`` against
+``sqrt(2n+1) P_n`` with the uniform *probability* measure on the interval, i.e. ``c_S4 = c / sqrt(2)``. S4's
+``legt`` matrices are this module's with ``window = 2`` (its ``A`` has the factor 1/2 that ``1/w`` gives at
+``w = 2``). The ``A`` of LegS is the same in both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Method = Literal["forward", "backward", "bilinear", "zoh"]
+METHODS: tuple[str, ...] = ("forward", "backward", "bilinear", "zoh")
+
+
+def legs(N: int) -> tuple[Tensor, Tensor]:
+    """LegS: ``A_nk = -sqrt((2n+1)(2k+1))`` (k < n), ``-(n+1)`` (k = n), 0 (k > n); ``B_n = sqrt(2(2n+1))``.
+
+    Returns float64 tensors ``A (N, N)``, ``B (N,)``; the state obeys ``T c'(T) = A c + B u(T)``.
+    """
+    _check_order(N)
+    root = torch.sqrt(2 * torch.arange(N, dtype=torch.float64) + 1)
+    A = -torch.tril(root[:, None] * root[None, :], diagonal=-1) - torch.diag(
+        torch.arange(1, N + 1, dtype=torch.float64)
+    )
+    return A, math.sqrt(2) * root
+
+
+def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
+    """LegT on a window ``w``: ``A_nk = -(1/w) sqrt((2n+1)(2k+1)) * (1 if k < n else (-1)^(n-k))``,
+    ``B_n = sqrt(2(2n+1)) / w``. The state obeys ``c'(T) = A c + B u(T)``; float64 tensors."""
+    _check_order(N)
+    if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
+        raise ValueError(f"window must be a positive finite number, got {window!r}")
+    n = torch.arange(N, dtype=torch.float64)
+    root = torch.sqrt(2 * n + 1)
+    sign = torch.where(n[None, :] < n[:, None], 1.0, (-1.0) ** (n[:, None] - n[None, :]))
+    A = -(root[:, None] * root[None, :]) * sign / window
+    return A, math.sqrt(2) * root / window
+
+
+def lagt(N: int) -> tuple[Tensor, Tensor]:
+    """LagT (Laguerre, exponentially decaying measure), as in S4: ``A = -I/2 - tril(1, -1)``, ``B = 1``."""
+    _check_order(N)
+    A = -0.5 * torch.eye(N, dtype=torch.float64) - torch.tril(
+        torch.ones(N, N, dtype=torch.float64), diagonal=-1
+    )
+    return A, torch.ones(N, dtype=torch.float64)
+
+
+def legs_matvec(v: Tensor) -> Tensor:
+    """``A v`` for the LegS matrix in O(N) per vector, by a prefix sum:
+    ``(A v)_n = n v_n - sqrt(2n+1) sum_{k<=n} sqrt(2k+1) v_k``.
+
+    ``v`` has shape ``(..., N)``; any floating dtype and device.
+    """
+    if not v.is_floating_point() or v.dim() < 1 or v.shape[-1] < 1:
+        raise ValueError("v must be a floating tensor of shape (..., N) with N >= 1")
+    n = torch.arange(v.shape[-1], dtype=v.dtype, device=v.device)
+    root = torch.sqrt(2 * n + 1)
+    return n * v - root * torch.cumsum(root * v, dim=-1)
+
+
+def discretize(
+    A: Tensor, B: Tensor, step: float | Tensor, *, method: Method = "bilinear"
+) -> tuple[Tensor, Tensor]:
+    """Discretise ``x' = A x + B u`` with step ``step``: returns ``(A_bar, B_bar)`` with
+    ``x_(k+1) = A_bar x_k + B_bar u_k``.
+
+    Methods: ``"forward"`` (Euler, ``I + eps A``), ``"backward"`` (``(I - eps A)^-1``), ``"bilinear"``
+    (``(I - eps A/2)^-1 (I + eps A/2)``) and ``"zoh"`` (exact for piecewise-constant ``u``: ``e^(eps A)`` and
+    ``int_0^eps e^(s A) ds B``, computed as one matrix exponential of ``[[A, B], [0, 0]]``, so a singular
+    ``A`` is fine). Inverses are never formed: linear solves instead.
+
+    Args:
+        A: ``(N, N)``; B: ``(N,)`` or ``(N, M)``; step: a positive number or a tensor of steps of any shape
+            (the results get that shape in front).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if A.dim() != 2 or A.shape[0] != A.shape[1] or B.shape[0] != A.shape[0] or B.dim() > 2:
+        raise ValueError(f"need A (N, N) and B (N,) or (N, M), got {tuple(A.shape)} and {tuple(B.shape)}")
+    vector_b = B.dim() == 1
+    Bm = B[:, None] if vector_b else B
+    eps = torch.as_tensor(step, dtype=A.dtype, device=A.device)
+    if not bool(torch.all(torch.isfinite(eps) & (eps > 0))):
+        raise ValueError(f"step must be positive and finite, got {step!r}")
+    e = eps[..., None, None]
+    eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    if method == "forward":
+        A_bar, B_bar = eye + e * A, e * Bm
+    elif method == "backward":
+        left = eye - e * A
+        A_bar, B_bar = torch.linalg.solve(left, eye.expand_as(left)), torch.linalg.solve(left, e * Bm)
+    elif method == "bilinear":
+        left = eye - e * A / 2
+        A_bar = torch.linalg.solve(left, eye + e * A / 2)
+        B_bar = torch.linalg.solve(left, (e * Bm).expand(*left.shape[:-1], Bm.shape[-1]))
+    else:
+        n, m = Bm.shape
+        block = torch.zeros(*eps.shape, n + m, n + m, dtype=A.dtype, device=A.device)
+        block[..., :n, :n] = e * A
+        block[..., :n, n:] = e * Bm
+        exponential = torch.matrix_exp(block)
+        A_bar, B_bar = exponential[..., :n, :n], exponential[..., :n, n:]
+    return A_bar, (B_bar[..., 0] if vector_b else B_bar)
+
+
+def legs_memory(u: Tensor, N: int) -> Tensor:
+    """Run LegS online over ``u`` of shape ``(batch, length)``: coefficients ``(batch, length, N)``.
+
+    Sample ``k = 1, 2, ...`` is at time ``k``; the scale-invariant recurrence needs no step size:
+    ``c_k = (I - A/(2k))^-1 [(I + A/(2k)) c_(k-1) + (B/k) u_k]`` (bilinear with step 1 on ``A/t``, ``B/t``),
+    so ``c_k`` approximates the projection of the samples seen so far onto the Legendre basis on ``[0, k]``.
+    """
+    if u.dim() != 2:
+        raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
+    A, B = (m.to(dtype=torch.promote_types(u.dtype, torch.float32), device=u.device) for m in legs(N))
+    steps = torch.arange(1, u.shape[1] + 1, dtype=A.dtype, device=u.device)
+    eye = torch.eye(N, dtype=A.dtype, device=u.device)
+    left = eye - A / (2 * steps[:, None, None])
+    transition = torch.linalg.solve(left, eye + A / (2 * steps[:, None, None]))  # (length, N, N)
+    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]  # (length, N)
+    state = torch.zeros(u.shape[0], N, dtype=A.dtype, device=u.device)
+    out = []
+    for k in range(u.shape[1]):
+        state = state @ transition[k].T + u[:, k : k + 1].to(A.dtype) * drive[k]
+        out.append(state)
+    return torch.stack(out, dim=1).to(u.dtype if u.is_floating_point() else A.dtype)
+
+
+def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:
+    """Run LegT online over ``u`` of shape ``(batch, length)`` sampled every ``dt``: ``(batch, length, N)``,
+    using the bilinear discretisation of :func:`legt`."""
+    if u.dim() != 2:
+        raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
+    A, B = legt(N, window=window)
+    A_bar, B_bar = discretize(A, B, dt, method="bilinear")
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    A_bar, B_bar = A_bar.to(dtype=dtype, device=u.device), B_bar.to(dtype=dtype, device=u.device)
+    state = torch.zeros(u.shape[0], N, dtype=dtype, device=u.device)
+    out = []
+    for k in range(u.shape[1]):
+        state = state @ A_bar.T + u[:, k : k + 1].to(dtype) * B_bar
+        out.append(state)
+    return torch.stack(out, dim=1)
+
+
+def reconstruct(coeffs: Tensor, points: Tensor) -> Tensor:
+    """``sum_n c_n g_n(s)`` at ``points`` ``s`` in ``[-1, 1]``, with ``g_n = sqrt((2n+1)/2) P_n``.
+
+    ``coeffs`` has shape ``(..., N)`` and ``points`` shape ``(P,)``; returns ``(..., P)``. Legendre
+    polynomials by the three-term recurrence (stable on ``[-1, 1]``).
+    """
+    N = coeffs.shape[-1]
+    s = points.to(coeffs.dtype)
+    values = [torch.ones_like(s), s]
+    for n in range(1, N - 1):
+        values.append(((2 * n + 1) * s * values[n] - n * values[n - 1]) / (n + 1))
+    P = torch.stack(values[:N], dim=0)  # (N, P)
+    scale = torch.sqrt((2 * torch.arange(N, dtype=coeffs.dtype, device=coeffs.device) + 1) / 2)
+    return (coeffs * scale) @ P
+
+
+def _check_order(N: int) -> None:
+    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
+        raise ValueError(f"N must be a positive int, got {N!r}")

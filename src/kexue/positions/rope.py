@@ -64,25 +64,6 @@ def rope_cos_sin(
     return torch.cos(angles), torch.sin(angles)
 
 
-def rotate(x: Tensor, cos: Tensor, sin: Tensor, *, layout: Layout = "interleaved") -> Tensor:
-    """Rotate the feature pairs of ``x`` by the angles whose cosines and sines are given.
-
-    Args:
-        x: tensor of shape ``(..., dim)``, ``dim`` even, floating.
-        cos, sin: tensors of shape broadcastable to ``x.shape[:-1] + (dim // 2,)``, in the dtype the
-            rotation is computed in (float32 or float64).
-        layout: which features form a pair, ``"interleaved"`` or ``"half"``.
-
-    Returns:
-        The rotated tensor, same shape as ``x``, dtype of ``cos``.
-    """
-    if layout == "interleaved":
-        return _rotate_interleaved(x, torch.complex(cos, sin))
-    if layout == "half":
-        return _rotate_half(x, cos, sin)
-    raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-
-
 def _rotate_interleaved(x: Tensor, cis: Tensor) -> Tensor:
     """Pairs ``(x[2i], x[2i+1])`` as complex numbers, times ``cis = cos + i sin``: one multiplication."""
     real_dtype = torch.float64 if cis.dtype == torch.complex128 else torch.float32

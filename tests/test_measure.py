@@ -1,0 +1,61 @@
+"""kexue.measure: median times and peak memory, checked on allocations whose size is known."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from kexue.measure import LiveTensorBytes, median_time, peak_memory
+
+MIB = 2**20
+
+
+def test_median_time_of_a_sleep():
+    elapsed = median_time(lambda: time.sleep(0.01), repeats=3, warmup=0)
+    assert 0.009 < elapsed < 0.2
+
+
+def test_median_time_rejects_bad_counts():
+    with pytest.raises(ValueError, match="repeats"):
+        median_time(lambda: None, repeats=0)
+
+
+def test_peak_counts_tensors_alive_together(device):
+    def two_then_one():
+        a = torch.empty(MIB // 4, device=device)  # 1 MiB of float32
+        b = torch.empty(MIB // 2, device=device)  # 2 MiB
+        del a
+        return b.sum()
+
+    assert peak_memory(two_then_one, device) == pytest.approx(3 * MIB, abs=4096)
+
+
+def test_freed_memory_is_released_before_the_next_allocation(device):
+    def one_after_another():
+        for _ in range(3):
+            torch.ones(MIB // 4, device=device).sum()
+
+    assert peak_memory(one_after_another, device) == pytest.approx(MIB, abs=4096)
+
+
+def test_views_in_place_results_and_inputs_are_not_counted():
+    existing = torch.zeros(MIB // 4)
+    assert peak_memory(lambda: existing.view(-1, 4).t(), "cpu") == 0
+    assert peak_memory(lambda: existing.mul_(2), "cpu") == 0
+    assert peak_memory(lambda: existing + 1, "cpu") == MIB
+
+
+def test_the_tracker_follows_live_bytes():
+    with LiveTensorBytes() as tracker:
+        kept = torch.ones(MIB // 4)
+        assert tracker.current == MIB
+        del kept
+        assert tracker.current == 0
+    assert tracker.peak == MIB
+
+
+def test_peak_memory_rejects_other_devices():
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        peak_memory(lambda: None, "meta")

@@ -23,3 +23,65 @@ def salient_value(
     salience = torch.randn(count, length, generator=generator)
     target = values.gather(1, salience.argmax(1, keepdim=True)).expand(count, length)
     return values.to(device), salience.to(device), target.to(device)
+
+
+def partner_value(
+    generator: torch.Generator,
+    count: int,
+    pairs: int,
+    *,
+    symbols: int | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A pairwise task: every token must output the value of the one other token that shares its symbol.
+
+    Each sequence has ``2 * pairs`` tokens: ``pairs`` distinct symbols drawn from ``range(symbols)``
+    (default ``2 * pairs``), each used twice, in random order. Values are independent standard normals.
+    Returns ``symbols_ids`` (long), ``values`` and ``target``, each ``(count, 2 * pairs)``, where
+    ``target[b, i] = values[b, j]`` for the ``j != i`` with the same symbol. Softmax attention can route this
+    token by token (query = own symbol, key = symbol); an average shared by all tokens cannot, because the
+    target is independent of the token's own value and of any one global summary of fixed size. Drawn on the
+    CPU from ``generator``, then moved to ``device``.
+    """
+    symbols = 2 * pairs if symbols is None else symbols
+    if count < 0 or pairs < 1 or symbols < pairs:
+        raise ValueError(f"need count >= 0, pairs >= 1 and symbols >= pairs, got {count}, {pairs}, {symbols}")
+    length = 2 * pairs
+    chosen = torch.rand(count, symbols, generator=generator).argsort(dim=1)[:, :pairs]
+    ids = torch.cat([chosen, chosen], dim=1)
+    values = torch.randn(count, length, generator=generator)
+    partner = torch.cat([values[:, pairs:], values[:, :pairs]], dim=1)  # position i and i + pairs pair up
+    order = torch.rand(count, length, generator=generator).argsort(dim=1)
+    ids, values, partner = (t.gather(1, order) for t in (ids, values, partner))
+    return ids.to(device), values.to(device), partner.to(device)
+
+
+def salient_class(
+    generator: torch.Generator,
+    count: int,
+    length: int,
+    *,
+    classes: int = 4,
+    min_length: int = 1,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Sequence classification with padding: the label is the class of the most salient real token.
+
+    Lengths are uniform in ``[min_length, length]``; sequences are padded at the end to ``length``. Returns
+    ``labels`` (long, ``(count, length)``, each token's class in ``range(classes)``), ``salience``
+    (standard normals), ``mask`` (bool, True at real tokens) and ``target`` (long, ``(count,)``). Padded
+    tokens hold class 0 and salience 0 and must be ignored through the mask. Drawn on the CPU from
+    ``generator``, then moved to ``device``.
+    """
+    if count < 0 or classes < 1 or not 1 <= min_length <= length:
+        raise ValueError(
+            f"need count >= 0, classes >= 1 and 1 <= min_length <= length, got {count}, {classes}, "
+            f"{min_length}, {length}"
+        )
+    lengths = torch.randint(min_length, length + 1, (count,), generator=generator)
+    mask = torch.arange(length) < lengths.unsqueeze(1)
+    labels = torch.randint(classes, (count, length), generator=generator) * mask
+    salience = torch.randn(count, length, generator=generator) * mask
+    best = salience.masked_fill(~mask, float("-inf")).argmax(dim=1, keepdim=True)
+    target = labels.gather(1, best).squeeze(1)
+    return labels.to(device), salience.to(device), mask.to(device), target.to(device)

@@ -1,19 +1,21 @@
 """Small, honest measurements of time and memory for the chapters' scaling figures.
 
 Chapters compare how cost grows with sequence length; they need the median of a few runs and the peak
-memory a call allocates, on the CPU as well as on CUDA.
+memory a call allocates, on the CPU as well as on CUDA. The benchmarks (``benchmarks/harness.py``) use the
+same peak-memory measurement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from torch.profiler import ProfilerActivity, profile
 
 
 def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
@@ -36,76 +38,58 @@ def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) 
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes allocated by ``fn()`` on ``device`` above what was allocated before the call.
+    """Peak bytes allocated by one call of ``fn()`` on ``device`` beyond what was allocated before it.
 
-    On CUDA this is the caching allocator's peak (``torch.cuda.max_memory_allocated``), which includes
-    a kernel's internal workspace. On the CPU, every tensor that an operator returns while ``fn`` runs is
-    followed until it is freed (:class:`LiveTensorBytes`): the peak of the bytes held by tensors, which
-    leaves out scratch memory that a single kernel allocates and frees inside itself. Run ``fn`` under
-    ``torch.no_grad()``: tensors that autograd saves are not followed after their Python object dies.
+    Inputs that exist before the call are excluded, the output is included. On CUDA this is the caching
+    allocator's peak (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``). On the CPU,
+    torch's profiler (``profile_memory=True``) records every allocation and free of the CPU allocator during
+    the call, and the peak of their running sum is returned; scratch memory inside a fused kernel is counted
+    too. The profiler's C++ start/stop log lines on file descriptor 2 are silenced, so a notebook cell stays
+    free of stderr output.
     """
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        fn()
+        out = fn()
         torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
+        peak = torch.cuda.max_memory_allocated(device) - before
+        del out
+        return int(peak)
     if device.type != "cpu":
         raise ValueError(f"device must be cpu or cuda, got {device}")
-    with LiveTensorBytes() as tracker:
-        fn()
-    return tracker.peak
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+        del out
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]"
+    )
+    running = peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return int(peak)
 
 
-class LiveTensorBytes(TorchDispatchMode):
-    """Bytes of the storages that operators allocate inside the ``with`` block, live and at their peak.
-
-    A storage is counted when an operator first returns a tensor on it, unless an operator received it as
-    an input before (it existed before the block), and released when the last tensor on it that an operator
-    returned is garbage-collected. Views and in-place results share their base's storage and add nothing.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.current = self.peak = 0
-        self._owners: dict[int, list[int]] = {}  # data_ptr -> [nbytes, tensors alive]
-        self._external: set[int] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        for tensor in tree_leaves((args, kwargs or {})):
-            if isinstance(tensor, torch.Tensor):
-                pointer = tensor.untyped_storage().data_ptr()
-                if pointer not in self._owners:
-                    self._external.add(pointer)
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                self._follow(tensor)
-        return out
-
-    def _follow(self, tensor: torch.Tensor) -> None:
-        storage = tensor.untyped_storage()
-        pointer = storage.data_ptr()
-        if pointer == 0 or pointer in self._external:
-            return
-        entry = self._owners.get(pointer)
-        if entry is None:
-            entry = self._owners[pointer] = [storage.nbytes(), 0]
-            self.current += entry[0]
-            self.peak = max(self.peak, self.current)
-        entry[1] += 1
-        weakref.finalize(tensor, self._release, pointer)
-
-    def _release(self, pointer: int) -> None:
-        entry = self._owners.get(pointer)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            del self._owners[pointer]
-            self.current -= entry[0]
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the duration (where it can be duplicated at all)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _synchronize() -> None:

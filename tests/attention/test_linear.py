@@ -95,6 +95,21 @@ def test_favor_features_estimate_the_softmax_kernel() -> None:
     assert ((ratio - 1).abs() <= 5 * relative_std + 5 * relative_std.mean(-1, keepdim=True)).all()
 
 
+@pytest.mark.parametrize("is_query", [True, False])
+def test_favor_features_in_place_path_gives_the_same_numbers(is_query: bool, device: torch.device) -> None:
+    """Without autograd the features are computed in place (benchmarks/): bit for bit the autograd path's,
+    which still differentiates."""
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 50, 16, generator=generator).to(device)
+    projection = orthogonal_gaussian(40, 16, generator=generator).to(device)
+    fast = favor_features(x, projection, is_query=is_query)
+    tracked = favor_features(x.clone().requires_grad_(), projection, is_query=is_query)
+    assert torch.equal(fast, tracked.detach())
+    with torch.no_grad():
+        assert torch.equal(favor_features(x.clone().requires_grad_(), projection, is_query=is_query), fast)
+    tracked.sum().backward()  # the autograd path is untouched by the in-place one
+
+
 def test_bad_input() -> None:
     x = torch.randn(1, 1, 4, 8)
     with pytest.raises(ValueError, match="feature_map must be one of"):

@@ -88,14 +88,25 @@ def favor_features(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
     The stabiliser ``s`` is the maximum over features per row for queries (a per-query factor, which the
     normalisation cancels) and over features and positions for keys (one factor per head, also cancelled).
     ``x``: ``(..., seq, d)``; ``projection``: ``(m, d)``; returns ``(..., seq, m)``.
+
+    When autograd is not recording for ``x`` and ``projection``, the ``(seq, m)`` logits are turned into
+    features in place (the same operations in the same order, so the same numbers): one tensor of that
+    size instead of six, which about halves the time of :func:`performer_attention` at long sequences on
+    the CPU (the benchmarks appendix).
     """
     d, m = x.shape[-1], projection.shape[0]
     if projection.shape[-1] != d:
         raise ValueError(f"projection must be (m, {d}), got {tuple(projection.shape)}")
     scaled = x * d**-0.25
-    logits = scaled @ projection.to(x.dtype).T - scaled.pow(2).sum(-1, keepdim=True) / 2
-    stabiliser = logits.amax(dim=-1, keepdim=True) if is_query else logits.amax(dim=(-1, -2), keepdim=True)
-    return (torch.exp(logits - stabiliser.detach()) + eps) / math.sqrt(m)
+    logits = scaled @ projection.to(x.dtype).T
+    half_norm = scaled.pow(2).sum(-1, keepdim=True) / 2
+    dims = -1 if is_query else (-1, -2)
+    if torch.is_grad_enabled() and (x.requires_grad or projection.requires_grad):
+        logits = logits - half_norm
+        stabiliser = logits.amax(dim=dims, keepdim=True)
+        return (torch.exp(logits - stabiliser.detach()) + eps) / math.sqrt(m)
+    logits.sub_(half_norm)
+    return logits.sub_(logits.amax(dim=dims, keepdim=True)).exp_().add_(eps).div_(math.sqrt(m))
 
 
 def performer_attention(

@@ -5,10 +5,13 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.kexue-installed
+BENCH_STAMP := $(VENV)/.kexue-bench-installed
 HTML    := _build/html
 CHAPTER ?=
 # Extra arguments for the chapter run, e.g. JOBS="-n 2 --dist loadfile" to run chapters in parallel.
 JOBS    ?=
+# Extra arguments for `make bench`, e.g. BENCH_ARGS="--threads 1" on a machine shared with other work.
+BENCH_ARGS ?=
 
 # Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
 PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
@@ -25,7 +28,8 @@ help:
 	@echo "make chapters    every chapter in _toc.yml executed by nbval, with per-chapter times"
 	@echo "make chapter CHAPTER=chapters/<part>/<topic>.md   one chapter alone"
 	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
-	@echo "make bench       time kexue's kernels against the common eager implementations (CPU)"
+	@echo "make bench       time kexue's kernels against the libraries people use (installs"
+	@echo "                 requirements-bench.txt) and write benchmarks/results/<device>.json"
 	@echo "make clean       remove $(HTML), caches and $(VENV)"
 
 setup: $(STAMP)
@@ -69,9 +73,14 @@ html-check: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest tests/html --html-dir $(HTML)
 
-bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-columns=median,iqr,rounds \
-		--benchmark-sort=name --benchmark-group-by=group
+# The peers timed by `make bench` (benchmark-only, never dependencies of kexue): --no-deps, because
+# requirements-bench.txt lists their dependencies itself and must not move a pin of requirements.txt.
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-bench.txt
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 test: lint unit chapters book html-check
 

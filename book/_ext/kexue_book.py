@@ -5,8 +5,9 @@
    points there (set in ``_config.yml``).
 2. Cache key. jupyter-cache re-executes a notebook only when its own code cells change, so a change to
    ``src/kexue`` would otherwise be served from stale outputs. Before myst-nb opens the cache, we hash
-   the package source and the pinned environment; if the hash differs from the one stored beside the
-   cache, the cache is wiped and every chapter runs again.
+   the package source, the pinned environment and the committed benchmark results (which the appendix
+   plots); if the hash differs from the one stored beside the cache, the cache is wiped and every
+   chapter runs again.
 """
 
 from __future__ import annotations
@@ -55,10 +56,12 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 
 
 def source_hash(root: Path) -> str:
-    """SHA-256 over the library's source files and the pinned environment, in a stable order."""
+    """SHA-256 over the library's source files, the pinned environment and the benchmark results files
+    (read by chapters/appendix/benchmarks.md), in a stable order."""
     digest = hashlib.sha256()
     files = sorted((root / "src" / "kexue").rglob("*.py"))
     files += [root / "requirements.txt", root / "pyproject.toml"]
+    files += sorted((root / "benchmarks" / "results").glob("*.json"))
     for path in files:
         if path.is_file():
             digest.update(path.relative_to(root).as_posix().encode())

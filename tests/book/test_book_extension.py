@@ -42,6 +42,14 @@ def test_source_hash_follows_the_library_not_the_chapters(book: SimpleNamespace)
     assert kexue_book.source_hash(book.root) != before
 
 
+def test_source_hash_follows_the_benchmark_results(book: SimpleNamespace) -> None:
+    before = kexue_book.source_hash(book.root)
+    results = book.root / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "cpu.json").write_text("{}")  # the appendix plots these files: new results, new outputs
+    assert kexue_book.source_hash(book.root) != before
+
+
 def test_cache_is_kept_until_the_library_changes(
     book: SimpleNamespace,
 ) -> None:

@@ -164,7 +164,7 @@ def test_matches_the_reference_formula(device):
     for pinv, iterations in ((torch.linalg.pinv, None), (lambda a: iterative_pinv(a, iterations=6), 6)):
         expected = _reference(q, k, v, 12, pinv=pinv)
         actual = nystrom_attention(q, k, v, num_landmarks=12, pinv_iterations=iterations)
-        assert torch.allclose(actual, expected, atol=1e-10)
+        assert torch.allclose(actual, expected, atol=1e-11)  # measured: 4e-13 with the exact pinv
 
 
 @settings(max_examples=30, deadline=None)
@@ -208,7 +208,7 @@ def test_masked_tokens_change_nothing_at_real_tokens(seed, m):
         alone = nystrom_attention(
             q[b : b + 1, :, keep], k[b : b + 1, :, keep], v[b : b + 1, :, keep], num_landmarks=m
         )
-        assert torch.allclose(out[b][:, keep], alone[0], atol=1e-9)
+        assert torch.allclose(out[b][:, keep], alone[0], atol=1e-12)  # measured: below 5e-15
         assert torch.equal(out[b][:, ~keep], torch.zeros_like(out[b][:, ~keep]))
 
 
@@ -255,7 +255,7 @@ def test_half_precision_inputs_are_computed_in_float32(device, dtype):
     reference = nystrom_attention(q, k, v, num_landmarks=16)
     out = nystrom_attention(q.to(dtype), k.to(dtype), v.to(dtype), num_landmarks=16)
     assert out.dtype == dtype and torch.isfinite(out).all()
-    tolerance = 2e-2 if dtype == torch.bfloat16 else 3e-3
+    tolerance = 1e-2 if dtype == torch.bfloat16 else 1.5e-3  # measured: 3.0e-3 and 3.9e-4
     assert ((out.float() - reference).norm() / reference.norm()).item() < tolerance
 
 

@@ -80,12 +80,6 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"] += attention.run(device, settings, quick=args.quick)
         else:
             results["rows"] += hippo.run(device, settings, quick=args.quick)
-    for name, module in (
-        ("kexue.attention.nystrom", peers.kexue_nystrom()),
-        ("kexue.attention.fastformer", peers.kexue_fastformer()),
-    ):
-        if module is None:
-            results["skipped"].append({"what": name, "reason": "module missing: its rows were skipped"})
     for dist, version in results["peers"].items():
         if version is None:
             results["skipped"].append({"what": dist, "reason": "not installed: its rows were skipped"})

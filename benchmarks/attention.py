@@ -41,7 +41,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks import peers
 from benchmarks.harness import Candidate, Settings, compare, measure_group, relative_error
+from kexue.attention.fastformer import FastformerAttention
 from kexue.attention.linear import favor_features, linear_attention, orthogonal_gaussian, performer_attention
+from kexue.attention.nystrom import nystrom_attention
 
 HEAD_DIM = 64
 FEATURES = 256
@@ -156,7 +158,6 @@ def _math_fits(device: torch.device, batch: int, heads: int, n: int, dtype: torc
 def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[str, Any]]:
     cfg = sizes(device, quick)
     performer_peer, nystrom_peer = peers.performer_pytorch(), peers.nystrom_attention()
-    nystrom, fastformer = peers.kexue_nystrom(), peers.kexue_fastformer()
     generator = torch.Generator().manual_seed(0)
     projection = orthogonal_gaussian(FEATURES, HEAD_DIM, generator=generator).to(device)
     rows: list[dict[str, Any]] = []
@@ -171,10 +172,8 @@ def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[s
                 projection,
                 performer_peer,
                 nystrom_peer,
-                nystrom,
-                fastformer,
             )
-    rows += _sweep(device, settings, cfg, performer_peer, nystrom_peer, nystrom)
+    rows += _sweep(device, settings, cfg, performer_peer, nystrom_peer)
     return rows
 
 
@@ -235,7 +234,7 @@ def _tol(dtype: torch.dtype) -> float:
 
 
 def _length_group(
-    device, settings, cfg, n, causal, projection, performer_peer, nystrom_peer, nystrom, fastformer
+    device, settings, cfg, n, causal, projection, performer_peer, nystrom_peer
 ) -> list[dict[str, Any]]:
     q, k, v = _inputs(device, cfg, n)
     dtype, tol = cfg["dtype"], _tol(cfg["dtype"])
@@ -321,16 +320,13 @@ def _length_group(
             (f"performer-pytorch{suffix}", "not installed (make bench installs requirements-bench.txt)")
         )
     if not causal:
-        if nystrom is None:
-            skipped.append(("kexue nystrom_attention", "kexue.attention.nystrom is missing"))
-        else:
-            candidates.append(
-                approx(
-                    "kexue nystrom_attention",
-                    lambda: nystrom.nystrom_attention(q, k, v, num_landmarks=LANDMARKS),
-                    note=f"{LANDMARKS} landmarks, 6 pinv iterations",
-                )
+        candidates.append(
+            approx(
+                "kexue nystrom_attention",
+                lambda: nystrom_attention(q, k, v, num_landmarks=LANDMARKS),
+                note=f"{LANDMARKS} landmarks, 6 pinv iterations",
             )
+        )
         if nystrom_peer is None:
             skipped.append(
                 ("nystrom-attention", "not installed (make bench installs requirements-bench.txt)")
@@ -338,15 +334,10 @@ def _length_group(
         else:
             candidates += _guarded(
                 "nystrom-attention",
-                lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, LANDMARKS, exact, nystrom),
+                lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, LANDMARKS, exact),
                 skipped,
             )
-        if fastformer is None:
-            skipped.append(("kexue FastformerAttention", "kexue.attention.fastformer is missing"))
-        else:
-            candidates += _guarded(
-                "kexue FastformerAttention", lambda: _fastformer_candidate(fastformer, q), skipped
-            )
+        candidates += _guarded("kexue FastformerAttention", lambda: _fastformer_candidate(q), skipped)
     params = {
         "n": n,
         "batch": cfg["batch"],
@@ -370,9 +361,9 @@ def _length_group(
     return rows
 
 
-def _nystrom_peer_candidate(module, q, k, v, landmarks, exact, nystrom) -> Candidate:
+def _nystrom_peer_candidate(module, q, k, v, landmarks, exact) -> Candidate:
     note = f"{landmarks} landmarks, 6 pinv iterations; its forward includes the head merge"
-    ours = None if nystrom is None else nystrom.nystrom_attention(q, k, v, num_landmarks=landmarks)
+    ours = nystrom_attention(q, k, v, num_landmarks=landmarks)
     if q.dtype in (torch.float16, torch.bfloat16):
         # its pseudo-inverse multiplies by a float32 identity and fails in half precision; kexue computes in
         # float32 internally for half inputs, so float32 inputs give the peer the same arithmetic
@@ -380,10 +371,8 @@ def _nystrom_peer_candidate(module, q, k, v, landmarks, exact, nystrom) -> Candi
         note += "; given float32 inputs (it raises in half precision)"
     forward, heads_first = peer_nystrom(module, q, k, v, landmarks)
     out = heads_first()
-    check = None
-    if ours is not None:
-        check = compare(out, ours, tol=0.05, against="kexue nystrom_attention")
-        check["note"] = "both approximate the same softmax attention; the pseudo-inverse starts differ"
+    check = compare(out, ours, tol=0.05, against="kexue nystrom_attention")
+    check["note"] = "both approximate the same softmax attention; the pseudo-inverse starts differ"
     return Candidate(
         "nystrom-attention",
         forward,
@@ -393,9 +382,9 @@ def _nystrom_peer_candidate(module, q, k, v, landmarks, exact, nystrom) -> Candi
     )
 
 
-def _fastformer_candidate(module, q: torch.Tensor) -> Candidate:
+def _fastformer_candidate(q: torch.Tensor) -> Candidate:
     batch, heads, n, d = q.shape
-    layer = module.FastformerAttention(heads * d, heads).to(device=q.device, dtype=q.dtype)
+    layer = FastformerAttention(heads * d, heads).to(device=q.device, dtype=q.dtype)
     x = q.transpose(1, 2).reshape(batch, n, heads * d).contiguous()
 
     def forward() -> torch.Tensor:
@@ -412,7 +401,7 @@ def _fastformer_candidate(module, q: torch.Tensor) -> Candidate:
     )
 
 
-def _sweep(device, settings, cfg, performer_peer, nystrom_peer, nystrom) -> list[dict[str, Any]]:
+def _sweep(device, settings, cfg, performer_peer, nystrom_peer) -> list[dict[str, Any]]:
     n = cfg["sweep_n"]
     q, k, v = _inputs(device, cfg, n)
     exact = exact_attention(q, k, v, False)
@@ -428,29 +417,14 @@ def _sweep(device, settings, cfg, performer_peer, nystrom_peer, nystrom) -> list
     }
     rows: list[dict[str, Any]] = []
     for budget in cfg["budgets"]:
-        params = {**base, "method": "performer", "budget": budget}
-        candidates, skipped, reference = _performer_budget(performer_peer, q, k, v, exact, budget)
-        group = f"Performer, m = {budget}, n = {n}"
-        rows += measure_group(
-            "approx_sweep",
-            group,
-            params,
-            candidates,
-            reference,
-            device=device,
-            settings=settings,
-            skipped=skipped,
-        )
-        if budget > n:
-            continue
-        params = {**params, "method": "nystrom"}
-        candidates, skipped, reference = _nystrom_budget(nystrom_peer, nystrom, q, k, v, exact, budget)
-        if reference is not None:
-            group = f"Nyström, m = {budget}, n = {n}"
+        methods = [("performer", "Performer", _performer_budget(performer_peer, q, k, v, exact, budget))]
+        if budget <= n:
+            methods.append(("nystrom", "Nyström", _nystrom_budget(nystrom_peer, q, k, v, exact, budget)))
+        for method, title, (candidates, skipped, reference) in methods:
             rows += measure_group(
                 "approx_sweep",
-                group,
-                params,
+                f"{title}, m = {budget}, n = {n}",
+                {**base, "method": method, "budget": budget},
                 candidates,
                 reference,
                 device=device,
@@ -492,28 +466,23 @@ def _performer_budget(performer_peer, q, k, v, exact, budget: int):
     return candidates + built, skipped, reference
 
 
-def _nystrom_budget(nystrom_peer, nystrom, q, k, v, exact, budget: int):
-    candidates: list[Candidate] = []
-    skipped: list[tuple[str, str]] = []
-    reference = None
-    if nystrom is not None:
-        out = nystrom.nystrom_attention(q, k, v, num_landmarks=budget)
-        candidates.append(
-            Candidate(
-                "kexue nystrom_attention",
-                lambda: nystrom.nystrom_attention(q, k, v, num_landmarks=budget),
-                error_vs_exact=relative_error(out, exact),
-            )
+def _nystrom_budget(nystrom_peer, q, k, v, exact, budget: int):
+    out = nystrom_attention(q, k, v, num_landmarks=budget)
+    candidates = [
+        Candidate(
+            "kexue nystrom_attention",
+            lambda: nystrom_attention(q, k, v, num_landmarks=budget),
+            error_vs_exact=relative_error(out, exact),
         )
-        reference = "kexue nystrom_attention"
-    else:
-        skipped.append(("kexue nystrom_attention", "kexue.attention.nystrom is missing"))
+    ]
+    skipped: list[tuple[str, str]] = []
+    reference = "kexue nystrom_attention"
     if nystrom_peer is None:
         skipped.append(("nystrom-attention", "not installed"))
         return candidates, skipped, reference
     built = _guarded(
         "nystrom-attention",
-        lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, budget, exact, nystrom),
+        lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, budget, exact),
         skipped,
     )
     if built and (built[0].check or {}).get("passed", True):

@@ -1,4 +1,4 @@
-"""The peer libraries (requirements-bench.txt) and kexue's newer modules, imported when present.
+"""The peer libraries (requirements-bench.txt), imported when present.
 
 Each function returns the module, or None when it is not installed, so that the harness (and its unit
 tests, in CI without the peers) runs and records the missing rows as skipped with the reason.
@@ -36,16 +36,6 @@ def performer_pytorch() -> ModuleType | None:
 
 def nystrom_attention() -> ModuleType | None:
     return _import("nystrom_attention")
-
-
-def kexue_nystrom() -> ModuleType | None:
-    """``kexue.attention.nystrom`` (its own chapter); None until that module exists."""
-    return _import("kexue.attention.nystrom")
-
-
-def kexue_fastformer() -> ModuleType | None:
-    """``kexue.attention.fastformer`` (its own chapter); None until that module exists."""
-    return _import("kexue.attention.fastformer")
 
 
 def versions() -> dict[str, str | None]:

@@ -434,25 +434,27 @@ def _sweep(device, settings, cfg, performer_peer, nystrom_peer) -> list[dict[str
     return rows
 
 
+def _budget_pair(
+    ours: str, run: Callable[[], torch.Tensor], exact: torch.Tensor, peer: str, build_peer
+) -> tuple[list[Candidate], list[tuple[str, str]], str]:
+    """kexue's candidate and its peer's at one budget; the peer is the reference when it passed its check
+    (``build_peer`` is None when the peer is not installed)."""
+    candidates = [Candidate(ours, run, error_vs_exact=relative_error(run(), exact))]
+    skipped: list[tuple[str, str]] = []
+    if build_peer is None:
+        skipped.append((peer, "not installed"))
+        return candidates, skipped, ours
+    built = _guarded(peer, build_peer, skipped)
+    passed = bool(built) and (built[0].check or {}).get("passed", True)
+    return candidates + built, skipped, peer if passed else ours
+
+
 def _performer_budget(performer_peer, q, k, v, exact, budget: int):
     generator = torch.Generator().manual_seed(budget)
     proj = orthogonal_gaussian(budget, HEAD_DIM, generator=generator).to(device=q.device, dtype=q.dtype)
-    ours = performer_attention(q, k, v, proj)
-    candidates = [
-        Candidate(
-            "kexue performer_attention",
-            lambda: performer_attention(q, k, v, proj),
-            error_vs_exact=relative_error(ours, exact),
-        )
-    ]
-    skipped: list[tuple[str, str]] = []
-    reference = "kexue performer_attention"
-    if performer_peer is None:
-        skipped.append(("performer-pytorch", "not installed"))
-        return candidates, skipped, reference
-    layer = peer_performer(performer_peer, proj, False)
 
     def build() -> Candidate:
+        layer = peer_performer(performer_peer, proj, False)
         return Candidate(
             "performer-pytorch",
             lambda: layer(q, k, v),
@@ -460,31 +462,23 @@ def _performer_budget(performer_peer, q, k, v, exact, budget: int):
             check=performer_same_features(performer_peer, q, k, v, proj, _tol(q.dtype) * 10, exact),
         )
 
-    built = _guarded("performer-pytorch", build, skipped)
-    if built and built[0].check["passed"]:
-        reference = "performer-pytorch"
-    return candidates + built, skipped, reference
+    return _budget_pair(
+        "kexue performer_attention",
+        lambda: performer_attention(q, k, v, proj),
+        exact,
+        "performer-pytorch",
+        None if performer_peer is None else build,
+    )
 
 
 def _nystrom_budget(nystrom_peer, q, k, v, exact, budget: int):
-    out = nystrom_attention(q, k, v, num_landmarks=budget)
-    candidates = [
-        Candidate(
-            "kexue nystrom_attention",
-            lambda: nystrom_attention(q, k, v, num_landmarks=budget),
-            error_vs_exact=relative_error(out, exact),
-        )
-    ]
-    skipped: list[tuple[str, str]] = []
-    reference = "kexue nystrom_attention"
-    if nystrom_peer is None:
-        skipped.append(("nystrom-attention", "not installed"))
-        return candidates, skipped, reference
-    built = _guarded(
+    def build() -> Candidate:
+        return _nystrom_peer_candidate(nystrom_peer, q, k, v, budget, exact)
+
+    return _budget_pair(
+        "kexue nystrom_attention",
+        lambda: nystrom_attention(q, k, v, num_landmarks=budget),
+        exact,
         "nystrom-attention",
-        lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, budget, exact),
-        skipped,
+        None if nystrom_peer is None else build,
     )
-    if built and (built[0].check or {}).get("passed", True):
-        reference = "nystrom-attention"
-    return candidates + built, skipped, reference

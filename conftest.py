@@ -42,7 +42,9 @@ class MarkdownNotebook(IPyNbFile):
             )
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+def pytest_collect_file(
+    file_path: Path, parent: pytest.Collector
+) -> pytest.Collector | None:
     option = parent.config.option
     if not (getattr(option, "nbval", False) or getattr(option, "nbval_lax", False)):
         return None
@@ -63,7 +65,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     yield
     path = Path(str(item.path))
     if path.suffix == ".md":
-        _chapter_seconds[path.relative_to(ROOT).as_posix()] += time.perf_counter() - start
+        _chapter_seconds[path.relative_to(ROOT).as_posix()] += (
+            time.perf_counter() - start
+        )
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -72,7 +76,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _chapter_failed[path] = True
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter, exitstatus: int, config: pytest.Config
+) -> None:
     if not _chapter_seconds:
         return
     terminalreporter.section("chapter execution time (kernel start to last cell)")
@@ -83,6 +89,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if _chapter_failed.get(chapter):
             flags.append("FAILED")
         terminalreporter.write_line(
-            f"{seconds:7.1f} s  {chapter}" + (f"  ({', '.join(flags)})" if flags else "")
+            f"{seconds:7.1f} s  {chapter}"
+            + (f"  ({', '.join(flags)})" if flags else "")
         )
     terminalreporter.write_line(f"{sum(_chapter_seconds.values()):7.1f} s  total")

@@ -24,7 +24,13 @@ from pathlib import Path
 import torch
 
 from benchmarks import attention, hippo, peers, rope
-from benchmarks.harness import RESULTS_DIR, Settings, load_average, new_results, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    Settings,
+    load_average,
+    new_results,
+    write_results,
+)
 
 SUITES = ("rope", "attention", "hippo")
 #: The row suites (``row["suite"]``) that each suite of the command line writes.
@@ -37,16 +43,26 @@ ROW_SUITES = {
 
 def settings_for(device: torch.device, quick: bool) -> Settings:
     if quick:
-        return Settings(rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1)
+        return Settings(
+            rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1
+        )
     if device.type == "cuda":
-        return Settings(rounds=15, min_rounds=5, block_seconds=0.01, group_seconds=6.0, warmup=3)
-    return Settings(rounds=7, min_rounds=5, block_seconds=0.02, group_seconds=10.0, warmup=2)
+        return Settings(
+            rounds=15, min_rounds=5, block_seconds=0.01, group_seconds=6.0, warmup=3
+        )
+    return Settings(
+        rounds=7, min_rounds=5, block_seconds=0.02, group_seconds=10.0, warmup=2
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--suites", default=",".join(SUITES))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
@@ -68,25 +84,35 @@ def main(argv: list[str] | None = None) -> int:
     results["settings"]["suites"] = suites
     results["settings"]["argv"] = list(sys.argv[1:] if argv is None else argv)
     info = results["device"]
-    print(f"kexue benchmarks on {info['name']} ({info['type']}, {info['threads']} threads)")
+    print(
+        f"kexue benchmarks on {info['name']} ({info['type']}, {info['threads']} threads)"
+    )
     print(f"torch {torch.__version__}, peers {results['peers']}")
     start = time.perf_counter()
     for suite in suites:
         print(f"\n##### {suite}")
         if suite == "rope":
             compile_rotation = device.type == "cuda" or args.compile
-            results["rows"] += rope.run(device, settings, quick=args.quick, compile_rotation=compile_rotation)
+            results["rows"] += rope.run(
+                device, settings, quick=args.quick, compile_rotation=compile_rotation
+            )
         elif suite == "attention":
             results["rows"] += attention.run(device, settings, quick=args.quick)
         else:
             results["rows"] += hippo.run(device, settings, quick=args.quick)
     for dist, version in results["peers"].items():
         if version is None:
-            results["skipped"].append({"what": dist, "reason": "not installed: its rows were skipped"})
+            results["skipped"].append(
+                {"what": dist, "reason": "not installed: its rows were skipped"}
+            )
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
     results["load_average"]["end"] = load_average()
     if args.merge:
-        merge_previous(results, args.out or RESULTS_DIR / f"{results['device']['slug']}.json", suites)
+        merge_previous(
+            results,
+            args.out or RESULTS_DIR / f"{results['device']['slug']}.json",
+            suites,
+        )
     path = write_results(results, args.out)
     failed = [r for r in results["rows"] if r["status"] == "failed check"]
     print(f"\nwrote {path} ({len(results['rows'])} rows, {results['wall_seconds']} s)")
@@ -94,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {item['what']}: {item['reason']}")
     for row in failed:
         print(
-            f"FAILED CHECK: {row['suite']} {row['group']} {row['candidate']}: {row['check']}", file=sys.stderr
+            f"FAILED CHECK: {row['suite']} {row['group']} {row['candidate']}: {row['check']}",
+            file=sys.stderr,
         )
     return 1 if failed else 0
 
@@ -109,18 +136,31 @@ def merge_previous(results: dict, path: Path, suites: list[str]) -> None:
         raise SystemExit(f"--merge: {path} holds results of another device")
     fresh = {row_suite for suite in suites for row_suite in ROW_SUITES[suite]}
     kept = [row for row in previous.get("rows", []) if row["suite"] not in fresh]
-    kept_suites = [s for s, row_suites in ROW_SUITES.items() if any(r["suite"] in row_suites for r in kept)]
-    old_runs = previous.get("settings", {}).get("runs") or [
-        {"date": previous.get("date"), "suites": SUITES, "torch": previous.get("torch_version")}
+    kept_suites = [
+        s
+        for s, row_suites in ROW_SUITES.items()
+        if any(r["suite"] in row_suites for r in kept)
     ]
-    runs = [{**run, "suites": [s for s in run["suites"] if s in kept_suites]} for run in old_runs]
+    old_runs = previous.get("settings", {}).get("runs") or [
+        {
+            "date": previous.get("date"),
+            "suites": SUITES,
+            "torch": previous.get("torch_version"),
+        }
+    ]
+    runs = [
+        {**run, "suites": [s for s in run["suites"] if s in kept_suites]}
+        for run in old_runs
+    ]
     runs = [run for run in runs if run["suites"]]
     results["rows"] = kept + results["rows"]
     results["settings"]["runs"] = [
         *runs,
         {"date": results["date"], "suites": suites, "torch": results["torch_version"]},
     ]
-    results["settings"]["suites"] = [s for s in SUITES if s in set(suites) | set(kept_suites)]
+    results["settings"]["suites"] = [
+        s for s in SUITES if s in set(suites) | set(kept_suites)
+    ]
 
 
 if __name__ == "__main__":

@@ -40,15 +40,28 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks import peers
-from benchmarks.harness import Candidate, Settings, compare, measure_group, relative_error
+from benchmarks.harness import (
+    Candidate,
+    Settings,
+    compare,
+    measure_group,
+    relative_error,
+)
 from kexue.attention.fastformer import FastformerAttention
-from kexue.attention.linear import favor_features, linear_attention, orthogonal_gaussian, performer_attention
+from kexue.attention.linear import (
+    favor_features,
+    linear_attention,
+    orthogonal_gaussian,
+    performer_attention,
+)
 from kexue.attention.nystrom import nystrom_attention
 
 HEAD_DIM = 64
 FEATURES = 256
 LANDMARKS = 64
-CHECK_UP_TO = 4096  # the quadratic reference of the causal linear check is formed up to this n
+CHECK_UP_TO = (
+    4096  # the quadratic reference of the causal linear check is formed up to this n
+)
 
 
 def sizes(device: torch.device, quick: bool) -> dict[str, Any]:
@@ -88,9 +101,13 @@ def sdpa(backend: SDPBackend, causal: bool) -> Callable[..., torch.Tensor]:
     return run
 
 
-def exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+def exact_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
+) -> torch.Tensor:
     """Softmax attention in float32 (SDPA picks a kernel that never forms the n x n matrix)."""
-    return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal)
+    return F.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), is_causal=causal
+    )
 
 
 class _Constant(nn.Module):
@@ -104,16 +121,27 @@ class _Constant(nn.Module):
         return self.value
 
 
-def peer_nystrom(module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, landmarks: int):
+def peer_nystrom(
+    module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, landmarks: int
+):
     """nystrom-attention's layer computing attention of the given q, k, v: a call returning (b, h, n, d)
     for the check, and the bare forward (output (b, n, h d), as the layer returns it) for timing."""
     b, h, n, d = q.shape
     if n % landmarks:
-        raise ValueError("the peer pads n to a multiple of the landmarks; keep n divisible")
+        raise ValueError(
+            "the peer pads n to a multiple of the landmarks; keep n divisible"
+        )
     layer = module.NystromAttention(
-        dim=h * d, dim_head=d, heads=h, num_landmarks=landmarks, pinv_iterations=6, residual=False
+        dim=h * d,
+        dim_head=d,
+        heads=h,
+        num_landmarks=landmarks,
+        pinv_iterations=6,
+        residual=False,
     )
-    packed = torch.cat([t.transpose(1, 2).reshape(b, n, h * d) for t in (q, k, v)], dim=-1)
+    packed = torch.cat(
+        [t.transpose(1, 2).reshape(b, n, h * d) for t in (q, k, v)], dim=-1
+    )
     layer.to_qkv = _Constant(packed)
     layer.to_out = nn.Identity()
     layer = layer.to(q.device)
@@ -132,15 +160,21 @@ def peer_performer(module, projection: torch.Tensor, causal: bool):
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):  # causal: it prints that its CUDA kernel is missing
+    with contextlib.redirect_stdout(
+        io.StringIO()
+    ):  # causal: it prints that its CUDA kernel is missing
         layer = module.FastAttention(
-            dim_heads=projection.shape[1], nb_features=projection.shape[0], causal=causal
+            dim_heads=projection.shape[1],
+            nb_features=projection.shape[0],
+            causal=causal,
         )
     layer.projection_matrix = projection.clone()
     return layer
 
 
-def _guarded(name: str, build: Callable[[], Candidate], skipped: list[tuple[str, str]]) -> list[Candidate]:
+def _guarded(
+    name: str, build: Callable[[], Candidate], skipped: list[tuple[str, str]]
+) -> list[Candidate]:
     """The candidate, or nothing (and a skip reason) when building or checking it raised."""
     try:
         return [build()]
@@ -149,13 +183,25 @@ def _guarded(name: str, build: Callable[[], Candidate], skipped: list[tuple[str,
         return []
 
 
-def _math_fits(device: torch.device, batch: int, heads: int, n: int, dtype: torch.dtype) -> str | None:
+def _math_fits(
+    device: torch.device, batch: int, heads: int, n: int, dtype: torch.dtype
+) -> str | None:
     need = 3 * batch * heads * n * n * max(4, torch.finfo(dtype).bits // 8)
-    limit = 0.4 * torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 2e9
-    return None if need <= limit else f"would need about {need / 1e9:.1f} GB for the n x n scores"
+    limit = (
+        0.4 * torch.cuda.get_device_properties(device).total_memory
+        if device.type == "cuda"
+        else 2e9
+    )
+    return (
+        None
+        if need <= limit
+        else f"would need about {need / 1e9:.1f} GB for the n x n scores"
+    )
 
 
-def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[str, Any]]:
+def run(
+    device: torch.device, settings: Settings, *, quick: bool
+) -> list[dict[str, Any]]:
     cfg = sizes(device, quick)
     performer_peer, nystrom_peer = peers.performer_pytorch(), peers.nystrom_attention()
     generator = torch.Generator().manual_seed(0)
@@ -178,7 +224,13 @@ def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[s
 
 
 def structured_inputs(
-    batch: int, heads: int, n: int, head_dim: int = HEAD_DIM, *, seed: int = 0, noise: float = 0.3
+    batch: int,
+    heads: int,
+    n: int,
+    head_dim: int = HEAD_DIM,
+    *,
+    seed: int = 0,
+    noise: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``q, k, v`` of shape ``(batch, heads, n, head_dim)`` (float32, CPU): random projections of
     layer-normalised hidden states that drift along the sequence (a random walk of unit total variance
@@ -186,26 +238,37 @@ def structured_inputs(
     generator = torch.Generator().manual_seed(seed)
     width = heads * head_dim
     walk = torch.randn(batch, n, width, generator=generator).cumsum(1) / math.sqrt(n)
-    hidden = F.layer_norm(walk + noise * torch.randn(batch, n, width, generator=generator), (width,))
+    hidden = F.layer_norm(
+        walk + noise * torch.randn(batch, n, width, generator=generator), (width,)
+    )
     weights = torch.randn(3, width, width, generator=generator) / math.sqrt(width)
-    return tuple((hidden @ w).view(batch, n, heads, head_dim).transpose(1, 2).contiguous() for w in weights)
+    return tuple(
+        (hidden @ w).view(batch, n, heads, head_dim).transpose(1, 2).contiguous()
+        for w in weights
+    )
 
 
 def mean_pooling_error(v: torch.Tensor, exact: torch.Tensor, causal: bool) -> float:
     """Error of the uniform-attention output (the mean of the values seen), the baseline of the errors."""
     v = v.float()
     if causal:
-        counts = torch.arange(1, v.shape[-2] + 1, device=v.device, dtype=v.dtype)[:, None]
+        counts = torch.arange(1, v.shape[-2] + 1, device=v.device, dtype=v.dtype)[
+            :, None
+        ]
         return relative_error(v.cumsum(-2) / counts, exact)
     return relative_error(v.mean(-2, keepdim=True).expand_as(v), exact)
 
 
-def _inputs(device: torch.device, cfg: dict[str, Any], n: int) -> tuple[torch.Tensor, ...]:
+def _inputs(
+    device: torch.device, cfg: dict[str, Any], n: int
+) -> tuple[torch.Tensor, ...]:
     q, k, v = structured_inputs(cfg["batch"], cfg["heads"], n, seed=n)
     return tuple(t.to(device=device, dtype=cfg["dtype"]) for t in (q, k, v))
 
 
-def performer_same_features(module, q, k, v, projection, tol: float, exact: torch.Tensor) -> dict[str, Any]:
+def performer_same_features(
+    module, q, k, v, projection, tol: float, exact: torch.Tensor
+) -> dict[str, Any]:
     """Check that kexue and performer-pytorch compute the same FAVOR+ features: with the stabilising
     ``eps`` set to 0 (each adds its eps after a different per-row shift), the non-causal outputs must agree
     to rounding. Also records how far apart their default-``eps`` outputs are, and the error against
@@ -219,8 +282,12 @@ def performer_same_features(module, q, k, v, projection, tol: float, exact: torc
         kernel(k, projection_matrix=projection, is_query=False, eps=0.0),
         v,
     )
-    check = compare(theirs, ours, tol=tol, against="kexue FAVOR+ features, both with eps = 0")
-    defaults = module.FastAttention(dim_heads=q.shape[-1], nb_features=projection.shape[0])
+    check = compare(
+        theirs, ours, tol=tol, against="kexue FAVOR+ features, both with eps = 0"
+    )
+    defaults = module.FastAttention(
+        dim_heads=q.shape[-1], nb_features=projection.shape[0]
+    )
     defaults.projection_matrix = projection.clone()
     check["difference_at_default_eps"] = relative_error(
         defaults(q, k, v), performer_attention(q, k, v, projection)
@@ -244,9 +311,14 @@ def _length_group(
     skipped: list[tuple[str, str]] = []
 
     def approx(
-        name: str, fn: Callable[[], torch.Tensor], note: str = "", check: dict | None = None
+        name: str,
+        fn: Callable[[], torch.Tensor],
+        note: str = "",
+        check: dict | None = None,
     ) -> Candidate:
-        return Candidate(name, fn, note=note, error_vs_exact=relative_error(fn(), exact), check=check)
+        return Candidate(
+            name, fn, note=note, error_vs_exact=relative_error(fn(), exact), check=check
+        )
 
     flash = sdpa(SDPBackend.FLASH_ATTENTION, causal)
     reference = f"SDPA flash{suffix}"
@@ -275,7 +347,10 @@ def _length_group(
         weights = (phi_q @ phi_k.mT).tril()
         quadratic = (weights @ v.float()) / (weights.sum(-1, keepdim=True) + 1e-6)
         return compare(
-            linear_attention(q, k, v, causal=True), quadratic, tol=tol * 10, against="quadratic masked form"
+            linear_attention(q, k, v, causal=True),
+            quadratic,
+            tol=tol * 10,
+            against="quadratic masked form",
         )
 
     candidates.append(
@@ -291,7 +366,9 @@ def _length_group(
     kexue_performer = f"kexue performer_attention{suffix}"
     candidates.append(
         approx(
-            kexue_performer, lambda: performer_attention(q, k, v, proj, causal=causal), note=f"m = {FEATURES}"
+            kexue_performer,
+            lambda: performer_attention(q, k, v, proj, causal=causal),
+            note=f"m = {FEATURES}",
         )
     )
     if performer_peer is not None:
@@ -302,7 +379,11 @@ def _length_group(
                 f"performer-pytorch{suffix}",
                 lambda: layer(q, k, v),
                 note=f"m = {FEATURES}, kexue's projection"
-                + ("; no fast_transformers CUDA kernel: its non-CUDA causal form" if causal else ""),
+                + (
+                    "; no fast_transformers CUDA kernel: its non-CUDA causal form"
+                    if causal
+                    else ""
+                ),
                 check=performer_same_features(
                     performer_peer,
                     q,
@@ -317,7 +398,10 @@ def _length_group(
         )
     else:
         skipped.append(
-            (f"performer-pytorch{suffix}", "not installed (make bench installs requirements-bench.txt)")
+            (
+                f"performer-pytorch{suffix}",
+                "not installed (make bench installs requirements-bench.txt)",
+            )
         )
     if not causal:
         candidates.append(
@@ -329,15 +413,22 @@ def _length_group(
         )
         if nystrom_peer is None:
             skipped.append(
-                ("nystrom-attention", "not installed (make bench installs requirements-bench.txt)")
+                (
+                    "nystrom-attention",
+                    "not installed (make bench installs requirements-bench.txt)",
+                )
             )
         else:
             candidates += _guarded(
                 "nystrom-attention",
-                lambda: _nystrom_peer_candidate(nystrom_peer, q, k, v, LANDMARKS, exact),
+                lambda: _nystrom_peer_candidate(
+                    nystrom_peer, q, k, v, LANDMARKS, exact
+                ),
                 skipped,
             )
-        candidates += _guarded("kexue FastformerAttention", lambda: _fastformer_candidate(q), skipped)
+        candidates += _guarded(
+            "kexue FastformerAttention", lambda: _fastformer_candidate(q), skipped
+        )
     params = {
         "n": n,
         "batch": cfg["batch"],
@@ -353,7 +444,14 @@ def _length_group(
     group = f"n = {n}{suffix}"
     suite = "attention_causal" if causal else "attention"
     rows = measure_group(
-        suite, group, params, candidates, reference, device=device, settings=settings, skipped=skipped
+        suite,
+        group,
+        params,
+        candidates,
+        reference,
+        device=device,
+        settings=settings,
+        skipped=skipped,
     )
     if device.type == "cuda":
         del q, k, v, exact
@@ -362,7 +460,9 @@ def _length_group(
 
 
 def _nystrom_peer_candidate(module, q, k, v, landmarks, exact) -> Candidate:
-    note = f"{landmarks} landmarks, 6 pinv iterations; its forward includes the head merge"
+    note = (
+        f"{landmarks} landmarks, 6 pinv iterations; its forward includes the head merge"
+    )
     ours = nystrom_attention(q, k, v, num_landmarks=landmarks)
     if q.dtype in (torch.float16, torch.bfloat16):
         # its pseudo-inverse multiplies by a float32 identity and fails in half precision; kexue computes in
@@ -372,7 +472,9 @@ def _nystrom_peer_candidate(module, q, k, v, landmarks, exact) -> Candidate:
     forward, heads_first = peer_nystrom(module, q, k, v, landmarks)
     out = heads_first()
     check = compare(out, ours, tol=0.05, against="kexue nystrom_attention")
-    check["note"] = "both approximate the same softmax attention; the pseudo-inverse starts differ"
+    check["note"] = (
+        "both approximate the same softmax attention; the pseudo-inverse starts differ"
+    )
     return Candidate(
         "nystrom-attention",
         forward,
@@ -397,7 +499,10 @@ def _fastformer_candidate(q: torch.Tensor) -> Candidate:
         "passed": bool(out.shape == x.shape and torch.isfinite(out).all()),
     }
     return Candidate(
-        "kexue FastformerAttention", forward, note="a layer: includes its projections", check=check
+        "kexue FastformerAttention",
+        forward,
+        note="a layer: includes its projections",
+        check=check,
     )
 
 
@@ -417,9 +522,21 @@ def _sweep(device, settings, cfg, performer_peer, nystrom_peer) -> list[dict[str
     }
     rows: list[dict[str, Any]] = []
     for budget in cfg["budgets"]:
-        methods = [("performer", "Performer", _performer_budget(performer_peer, q, k, v, exact, budget))]
+        methods = [
+            (
+                "performer",
+                "Performer",
+                _performer_budget(performer_peer, q, k, v, exact, budget),
+            )
+        ]
         if budget <= n:
-            methods.append(("nystrom", "Nyström", _nystrom_budget(nystrom_peer, q, k, v, exact, budget)))
+            methods.append(
+                (
+                    "nystrom",
+                    "Nyström",
+                    _nystrom_budget(nystrom_peer, q, k, v, exact, budget),
+                )
+            )
         for method, title, (candidates, skipped, reference) in methods:
             rows += measure_group(
                 "approx_sweep",
@@ -435,7 +552,11 @@ def _sweep(device, settings, cfg, performer_peer, nystrom_peer) -> list[dict[str
 
 
 def _budget_pair(
-    ours: str, run: Callable[[], torch.Tensor], exact: torch.Tensor, peer: str, build_peer
+    ours: str,
+    run: Callable[[], torch.Tensor],
+    exact: torch.Tensor,
+    peer: str,
+    build_peer,
 ) -> tuple[list[Candidate], list[tuple[str, str]], str]:
     """kexue's candidate and its peer's at one budget; the peer is the reference when it passed its check
     (``build_peer`` is None when the peer is not installed)."""
@@ -451,7 +572,9 @@ def _budget_pair(
 
 def _performer_budget(performer_peer, q, k, v, exact, budget: int):
     generator = torch.Generator().manual_seed(budget)
-    proj = orthogonal_gaussian(budget, HEAD_DIM, generator=generator).to(device=q.device, dtype=q.dtype)
+    proj = orthogonal_gaussian(budget, HEAD_DIM, generator=generator).to(
+        device=q.device, dtype=q.dtype
+    )
 
     def build() -> Candidate:
         layer = peer_performer(performer_peer, proj, False)
@@ -459,7 +582,9 @@ def _performer_budget(performer_peer, q, k, v, exact, budget: int):
             "performer-pytorch",
             lambda: layer(q, k, v),
             error_vs_exact=relative_error(layer(q, k, v), exact),
-            check=performer_same_features(performer_peer, q, k, v, proj, _tol(q.dtype) * 10, exact),
+            check=performer_same_features(
+                performer_peer, q, k, v, proj, _tol(q.dtype) * 10, exact
+            ),
         )
 
     return _budget_pair(

@@ -125,7 +125,11 @@ def peak_bandwidth(device_name: str) -> float | None:
 
 def device_info(device: torch.device) -> dict[str, Any]:
     """Name, slug (the results file name), cores, threads and, on CUDA, memory and peak bandwidth."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
     info: dict[str, Any] = {
         "type": device.type,
         "cores": cores,
@@ -144,7 +148,9 @@ def device_info(device: torch.device) -> dict[str, Any]:
         )
     else:
         info.update(
-            name=info["cpu"], slug=f"cpu-{slugify(info['cpu'])}-{cores}-cores", peak_bandwidth_Bps=None
+            name=info["cpu"],
+            slug=f"cpu-{slugify(info['cpu'])}-{cores}-cores",
+            peak_bandwidth_Bps=None,
         )
     return info
 
@@ -181,7 +187,9 @@ class Candidate:
     name: str
     fn: Callable[[], Any]
     note: str = ""
-    bytes_moved: int | None = None  # for an achieved-bandwidth figure (memory-bound kernels)
+    bytes_moved: int | None = (
+        None  # for an achieved-bandwidth figure (memory-bound kernels)
+    )
     error_vs_exact: float | None = None
     check: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -220,10 +228,13 @@ def time_interleaved(
             c.fn()
         timers[c.name] = _timer(c.fn)
         single[c.name] = timers[c.name].timeit(1).mean
-        numbers[c.name] = max(1, min(10**6, math.ceil(settings.block_seconds / max(single[c.name], 1e-9))))
+        numbers[c.name] = max(
+            1, min(10**6, math.ceil(settings.block_seconds / max(single[c.name], 1e-9)))
+        )
     per_round = sum(max(single[n] * numbers[n], settings.block_seconds) for n in names)
     rounds = max(
-        settings.min_rounds, min(settings.rounds, int(settings.group_seconds / max(per_round, 1e-9)))
+        settings.min_rounds,
+        min(settings.rounds, int(settings.group_seconds / max(per_round, 1e-9))),
     )
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -233,9 +244,14 @@ def time_interleaved(
     return times, numbers
 
 
-def paired_ratios(times: dict[str, list[float]], reference: str) -> dict[str, list[float]]:
+def paired_ratios(
+    times: dict[str, list[float]], reference: str
+) -> dict[str, list[float]]:
     ref = times[reference]
-    return {name: [t / r for t, r in zip(ts, ref, strict=True)] for name, ts in times.items()}
+    return {
+        name: [t / r for t, r in zip(ts, ref, strict=True)]
+        for name, ts in times.items()
+    }
 
 
 # --- memory ----------------------------------------------------------------------------------------------
@@ -267,7 +283,9 @@ def measure_group(
     ``skipped`` as ``(name, reason)``. The reference must pass its check."""
     timed = [c for c in candidates if not (c.check and not c.check.get("passed", True))]
     if reference not in {c.name for c in timed}:
-        raise ValueError(f"the reference {reference!r} is not among the timed candidates of {group!r}")
+        raise ValueError(
+            f"the reference {reference!r} is not among the timed candidates of {group!r}"
+        )
     times, numbers = time_interleaved(timed, settings)
     ratios = paired_ratios(times, reference)
     peak_bw = None
@@ -296,7 +314,9 @@ def measure_group(
             row["status"] = "failed check"
         rows.append(row)
     for name, reason in skipped:
-        row = _row(suite, group, params, Candidate(name, lambda: None, note=reason), reference)
+        row = _row(
+            suite, group, params, Candidate(name, lambda: None, note=reason), reference
+        )
         row["status"] = "skipped"
         rows.append(row)
     if log:
@@ -304,7 +324,9 @@ def measure_group(
     return rows
 
 
-def _row(suite: str, group: str, params: dict[str, Any], c: Candidate, reference: str) -> dict[str, Any]:
+def _row(
+    suite: str, group: str, params: dict[str, Any], c: Candidate, reference: str
+) -> dict[str, Any]:
     return {
         "suite": suite,
         "group": group,
@@ -326,10 +348,14 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of one group's rows, for the console."""
     if not rows:
         return ""
-    lines = [f"== {rows[0]['suite']}: {rows[0]['group']} (reference: {rows[0]['reference']})"]
+    lines = [
+        f"== {rows[0]['suite']}: {rows[0]['group']} (reference: {rows[0]['reference']})"
+    ]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"   {r['candidate']:<44} {r['status']}: {r['note'] or (r['check'] or {})}")
+            lines.append(
+                f"   {r['candidate']:<44} {r['status']}: {r['note'] or (r['check'] or {})}"
+            )
             continue
         t, q = r["time_s"], r["ratio_to_reference"]
         mem = r["peak_memory_bytes"]
@@ -357,7 +383,12 @@ def format_seconds(seconds: float) -> str:
 
 
 def compare(
-    actual: torch.Tensor, expected: torch.Tensor, *, tol: float, against: str, relative: bool = True
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    *,
+    tol: float,
+    against: str,
+    relative: bool = True,
 ) -> dict[str, Any]:
     """Check record: the largest difference, relative to the largest magnitude of ``expected`` (or
     absolute), against a tolerance. The harness times only candidates whose check passed."""
@@ -389,7 +420,9 @@ def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
 # --- result files ----------------------------------------------------------------------------------------
 
 
-def new_results(device: torch.device, settings: Settings, peers: dict[str, str | None]) -> dict[str, Any]:
+def new_results(
+    device: torch.device, settings: Settings, peers: dict[str, str | None]
+) -> dict[str, Any]:
     import kexue
 
     return {
@@ -400,7 +433,9 @@ def new_results(device: torch.device, settings: Settings, peers: dict[str, str |
         "kexue_version": kexue.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "timing_method": TIMING_METHOD,
-        "memory_method": MEMORY_METHODS.get(device.type, "not measured on this device type"),
+        "memory_method": MEMORY_METHODS.get(
+            device.type, "not measured on this device type"
+        ),
         "settings": settings.as_dict(),
         "peers": peers,
         "load_average": {"start": load_average(), "end": None},
@@ -411,12 +446,20 @@ def new_results(device: torch.device, settings: Settings, peers: dict[str, str |
 
 def validate(results: dict[str, Any]) -> list[str]:
     """Problems with a results dictionary (empty when it is well formed)."""
-    problems = [f"missing top-level field {k!r}" for k in REQUIRED_TOP if k not in results]
+    problems = [
+        f"missing top-level field {k!r}" for k in REQUIRED_TOP if k not in results
+    ]
     if problems:
         return problems
     if results["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version {results['schema_version']!r} != {SCHEMA_VERSION}")
-    problems += [f"missing device field {k!r}" for k in REQUIRED_DEVICE if k not in results["device"]]
+        problems.append(
+            f"schema_version {results['schema_version']!r} != {SCHEMA_VERSION}"
+        )
+    problems += [
+        f"missing device field {k!r}"
+        for k in REQUIRED_DEVICE
+        if k not in results["device"]
+    ]
     try:
         _dt.datetime.fromisoformat(results["date"])
     except (TypeError, ValueError):
@@ -433,10 +476,16 @@ def validate(results: dict[str, Any]) -> list[str]:
         if row["status"] == "ok":
             for key in ("time_s", "ratio_to_reference"):
                 stats = row[key]
-                if not isinstance(stats, dict) or not all(k in stats for k in ("median", "q25", "q75")):
-                    problems.append(f"row {i} ({row['candidate']}) has no {key} median and quartiles")
+                if not isinstance(stats, dict) or not all(
+                    k in stats for k in ("median", "q25", "q75")
+                ):
+                    problems.append(
+                        f"row {i} ({row['candidate']}) has no {key} median and quartiles"
+                    )
                 elif not stats["q25"] <= stats["median"] <= stats["q75"]:
-                    problems.append(f"row {i} ({row['candidate']}) {key} quartiles out of order")
+                    problems.append(
+                        f"row {i} ({row['candidate']}) {key} quartiles out of order"
+                    )
     return problems
 
 
@@ -446,7 +495,9 @@ def write_results(results: dict[str, Any], path: Path | None = None) -> Path:
         raise ValueError("malformed results: " + "; ".join(problems[:5]))
     path = path or RESULTS_DIR / f"{results['device']['slug']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, sort_keys=False, default=_json_default) + "\n")
+    path.write_text(
+        json.dumps(results, indent=1, sort_keys=False, default=_json_default) + "\n"
+    )
     return path
 
 

@@ -30,10 +30,16 @@ def sizes(device: torch.device, quick: bool) -> dict[str, list[int]]:
             "online_orders": [16, 64, 256],
             "lengths": [256, 1024, 4096],
         }
-    return {"orders": [64, 256, 1024, 4096], "online_orders": [16, 64, 256], "lengths": [256, 1024, 4096]}
+    return {
+        "orders": [64, 256, 1024, 4096],
+        "online_orders": [16, 64, 256],
+        "lengths": [256, 1024, 4096],
+    }
 
 
-def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[str, Any]]:
+def run(
+    device: torch.device, settings: Settings, *, quick: bool
+) -> list[dict[str, Any]]:
     cfg = sizes(device, quick)
     rows: list[dict[str, Any]] = []
     for N in cfg["orders"]:
@@ -42,11 +48,17 @@ def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[s
         A_T = legs(N)[0].to(device).T.contiguous()
         dense = v @ A_T
         candidates = [
-            Candidate("dense v @ A.T", lambda v=v, A_T=A_T: v @ A_T, note="A built once, not timed"),
+            Candidate(
+                "dense v @ A.T",
+                lambda v=v, A_T=A_T: v @ A_T,
+                note="A built once, not timed",
+            ),
             Candidate(
                 "kexue legs_matvec",
                 lambda v=v: legs_matvec(v),
-                check=compare(legs_matvec(v), dense, tol=1e-10, against="dense v @ A.T"),
+                check=compare(
+                    legs_matvec(v), dense, tol=1e-10, against="dense v @ A.T"
+                ),
             ),
         ]
         params = {"N": N, "batch": MATVEC_BATCH, "dtype": "float64"}
@@ -61,13 +73,20 @@ def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[s
         )
     for N in cfg["online_orders"]:
         for length in cfg["lengths"]:
-            params = {"N": N, "length": length, "batch": ONLINE_BATCH, "dtype": "float32"}
+            params = {
+                "N": N,
+                "length": length,
+                "batch": ONLINE_BATCH,
+                "dtype": "float32",
+            }
             group = f"N = {N}, length {length}, batch {ONLINE_BATCH}"
             transitions = length * N * N * 4
             if transitions > TRANSITION_LIMIT_BYTES:
                 rows.append(
                     _skipped_row(
-                        group, params, f"its {length} transitions would take {transitions / 2**20:.0f} MiB"
+                        group,
+                        params,
+                        f"its {length} transitions would take {transitions / 2**20:.0f} MiB",
                     )
                 )
                 continue
@@ -75,7 +94,9 @@ def run(device: torch.device, settings: Settings, *, quick: bool) -> list[dict[s
             u = torch.randn(ONLINE_BATCH, length, device=device)
             candidates = [
                 Candidate(
-                    "kexue legs_memory", lambda u=u, N=N: legs_memory(u, N), note="sequential over length"
+                    "kexue legs_memory",
+                    lambda u=u, N=N: legs_memory(u, N),
+                    note="sequential over length",
                 )
             ]
             rows += measure_group(

@@ -13,7 +13,11 @@ import io
 import warnings
 from types import ModuleType
 
-PEER_DISTRIBUTIONS = ("rotary-embedding-torch", "performer-pytorch", "nystrom-attention")
+PEER_DISTRIBUTIONS = (
+    "rotary-embedding-torch",
+    "performer-pytorch",
+    "nystrom-attention",
+)
 
 
 def _import(name: str) -> ModuleType | None:

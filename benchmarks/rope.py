@@ -46,30 +46,42 @@ QUICK_SHAPES = [((1, 2, 64, 16), torch.float32)]
 def exact_rotation(x: torch.Tensor, layout: str, base: float = 10000.0) -> torch.Tensor:
     """The rotation in float64 from first principles (no kexue code): the check's reference."""
     seq, dim = x.shape[-2], x.shape[-1]
-    theta = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim)
+    theta = base ** (
+        -torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim
+    )
     angles = torch.arange(seq, dtype=torch.float64, device=x.device)[:, None] * theta
     cos, sin = angles.cos(), angles.sin()
     x = x.double()
     if layout == "interleaved":
         x0, x1 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)
+        return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(
+            -2
+        )
     half = dim // 2
     x0, x1 = x[..., :half], x[..., half:]
     return torch.cat((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
 
 
-def rotate_half_eager(x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor) -> torch.Tensor:
+def rotate_half_eager(
+    x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor
+) -> torch.Tensor:
     """Hugging Face Llama's form: ``cat(-x2, x1)`` and full-width cos/sin."""
     x1, x2 = x.chunk(2, dim=-1)
     return (x * cos_full + torch.cat((-x2, x1), dim=-1) * sin_full).to(x.dtype)
 
 
-def rotate_interleaved_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotate_interleaved_real(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> torch.Tensor:
     """Interleaved RoPE in real arithmetic (``cos``/``sin``: ``(seq, dim/2)``), computed in ``cos.dtype``;
     the form handed to ``torch.compile`` (inductor does not fuse complex arithmetic)."""
     pairs = x.to(cos.dtype).unflatten(-1, (-1, 2))
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2).to(x.dtype)
+    return (
+        torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
+        .flatten(-2)
+        .to(x.dtype)
+    )
 
 
 def tolerance(dtype: torch.dtype, seq: int) -> float:
@@ -86,7 +98,9 @@ def tolerance(dtype: torch.dtype, seq: int) -> float:
 def run(
     device: torch.device, settings: Settings, *, quick: bool, compile_rotation: bool
 ) -> list[dict[str, Any]]:
-    shapes = QUICK_SHAPES if quick else (GPU_SHAPES if device.type == "cuda" else CPU_SHAPES)
+    shapes = (
+        QUICK_SHAPES if quick else (GPU_SHAPES if device.type == "cuda" else CPU_SHAPES)
+    )
     rows: list[dict[str, Any]] = []
     for shape, dtype in shapes:
         rows += _group(shape, dtype, device, settings, compile_rotation)
@@ -117,7 +131,9 @@ def _group(
     bytes_moved = 2 * x.numel() * x.element_size()
 
     def cand(name: str, fn, layout: str, note: str = "") -> Candidate:
-        check = compare(fn(), exact[layout], tol=tol, against=f"float64 rotation ({layout} pairs)")
+        check = compare(
+            fn(), exact[layout], tol=tol, against=f"float64 rotation ({layout} pairs)"
+        )
         return Candidate(name, fn, note=note, bytes_moved=bytes_moved, check=check)
 
     candidates: list[Candidate] = []
@@ -127,25 +143,46 @@ def _group(
         peer = ret.RotaryEmbedding(dim).to(device)
         note = "rotate_queries_or_keys; angle table cached (primed in float32), cos/sin per call"
         if dtype != torch.float32:
-            fresh = peer.rotate_queries_or_keys(x)  # a first call in x's dtype: positions in that dtype
-            wrong = compare(fresh, exact["interleaved"], tol=tol, against="float64 rotation")
+            fresh = peer.rotate_queries_or_keys(
+                x
+            )  # a first call in x's dtype: positions in that dtype
+            wrong = compare(
+                fresh, exact["interleaved"], tol=tol, against="float64 rotation"
+            )
             note += (
                 f"; without priming, positions are built in {str(dtype).removeprefix('torch.')} and the "
                 f"output is off by {wrong['value']:.3g} x max|x|"
             )
             peer = ret.RotaryEmbedding(dim).to(device)
-        peer.rotate_queries_or_keys(x.float())  # fills its angle cache with float32 positions
-        candidates.append(cand(reference, lambda: peer.rotate_queries_or_keys(x), "interleaved", note))
+        peer.rotate_queries_or_keys(
+            x.float()
+        )  # fills its angle cache with float32 positions
+        candidates.append(
+            cand(reference, lambda: peer.rotate_queries_or_keys(x), "interleaved", note)
+        )
     else:
         reference = "kexue apply_rope"
         skipped.append(
-            ("rotary-embedding-torch", "not installed (make bench installs requirements-bench.txt)")
+            (
+                "rotary-embedding-torch",
+                "not installed (make bench installs requirements-bench.txt)",
+            )
         )
     candidates += [
-        cand("kexue apply_rope", lambda: apply_rope(x), "interleaved", "tables computed on every call"),
-        cand("kexue RotaryEmbedding", lambda: module(x), "interleaved", "tables cached"),
         cand(
-            "kexue apply_rope, half layout", lambda: apply_rope(x, layout="half"), "half", "tables per call"
+            "kexue apply_rope",
+            lambda: apply_rope(x),
+            "interleaved",
+            "tables computed on every call",
+        ),
+        cand(
+            "kexue RotaryEmbedding", lambda: module(x), "interleaved", "tables cached"
+        ),
+        cand(
+            "kexue apply_rope, half layout",
+            lambda: apply_rope(x, layout="half"),
+            "half",
+            "tables per call",
         ),
         cand(
             "rotate-half eager",
@@ -165,13 +202,29 @@ def _group(
                     "kexue's cached tables, real-arithmetic rotation fused by torch.compile",
                 )
             )
-        except Exception as err:  # a compiler failure is a result, not a crash of the whole run
+        except (
+            Exception
+        ) as err:  # a compiler failure is a result, not a crash of the whole run
             skipped.append(
-                ("kexue rotation, torch.compile", f"torch.compile failed: {type(err).__name__}: {err}")
+                (
+                    "kexue rotation, torch.compile",
+                    f"torch.compile failed: {type(err).__name__}: {err}",
+                )
             )
     mb = x.numel() * x.element_size() / 1e6
-    params = {"shape": list(shape), "dtype": str(dtype).removeprefix("torch."), "MB": mb}
+    params = {
+        "shape": list(shape),
+        "dtype": str(dtype).removeprefix("torch."),
+        "MB": mb,
+    }
     group = f"{tuple(shape)} {params['dtype']}, {mb:.0f} MB"
     return measure_group(
-        "rope", group, params, candidates, reference, device=device, settings=settings, skipped=skipped
+        "rope",
+        group,
+        params,
+        candidates,
+        reference,
+        device=device,
+        settings=settings,
+        skipped=skipped,
     )

@@ -19,8 +19,26 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The sections every chapter has, in this order (DEVELOPERS.md, "Anatomy of a chapter").
-SECTIONS = ("Derivation", "Implementation", "Verification", "Experiments and figures", "Claims checked")
+#: The sections every chapter has, in this order (CONTRIBUTING.md, "The anatomy").
+SECTIONS = (
+    "Derivation",
+    "Implementation",
+    "Verification",
+    "Experiments and figures",
+    "Claims checked",
+    "What we learned",
+    "Exercises",
+)
+#: The longest code cell a chapter may have, in lines (split it, or move reusable code to kexue).
+MAX_CELL_LINES = 40
+#: Words of how the book was made, which the book's prose never uses.
+WORKSHOP_WORDS = re.compile(r"\b(briefs?|brief's|tickets?|issues?|the seed)\b", re.I)
+#: A labelled display equation, MyST's ``$$ ... $$ (label)``.
+LABELLED_EQUATION = re.compile(r"\$\$\s*\([\w:-]+\)\s*$", re.M)
+#: A verdict written by hand rather than derived from ``Claim(..., passed=...)``.
+WRITTEN_VERDICT = re.compile(
+    r"\bverdict\s*=|\bverdict\(|import[^\n]*\bverdict\b|\"not reproduced"
+)
 #: Parts whose pages are not chapters with the full anatomy (reference material, plots of results).
 EXEMPT_PARTS = ("appendix",)
 
@@ -69,7 +87,9 @@ def split_sections(path: Path) -> tuple[str | None, Section, list[Section]]:
         in_fence = False
         for line in cell.source.splitlines():
             stripped = line.strip()
-            if in_fence:  # headings inside fenced blocks (code, directives) are not headings
+            if (
+                in_fence
+            ):  # headings inside fenced blocks (code, directives) are not headings
                 in_fence = stripped not in ("```", "````", ":::")
             elif stripped.startswith(("```", ":::")):
                 in_fence = True
@@ -95,7 +115,9 @@ def anatomy_problems(path: Path) -> list[str]:
         problems.append("no title (a '# ' heading)")
     question_text = "\n".join(question.markdown)
     if len(question_text.split()) < 5 or not CITE.search(question_text):
-        problems.append("the question paragraph before the first section must cite its source ({cite})")
+        problems.append(
+            "the question paragraph before the first section must cite its source ({cite})"
+        )
     titles = [s.title for s in sections]
     missing = [name for name in SECTIONS if not any(t.startswith(name) for t in titles)]
     if missing:
@@ -112,22 +134,88 @@ def anatomy_problems(path: Path) -> list[str]:
         return next((s for s in sections if s.title.startswith(name)), None)
 
     derivation = section("Derivation")
-    if derivation and not any("assert" in c and re.search(r"\b(sp|sympy)\.", c) for c in derivation.code):
+    if derivation and not any(
+        "assert" in c and re.search(r"\b(sp|sympy)\.", c) for c in derivation.code
+    ):
         problems.append("Derivation has no SymPy code cell with an assert")
+    if derivation and not LABELLED_EQUATION.search("\n".join(derivation.markdown)):
+        problems.append(
+            "Derivation has no labelled display equation ($$ ... $$ (label))"
+        )
     implementation = section("Implementation")
-    if implementation and not any(":pyobject:" in m for m in implementation.markdown):
-        problems.append("Implementation shows no library code ({literalinclude} with :pyobject:)")
+    if implementation:
+        includes = LITERALINCLUDE.findall("\n".join(implementation.markdown))
+        if not any(":pyobject:" in options for _, options in includes):
+            problems.append(
+                "Implementation shows no library code ({literalinclude} with :pyobject:)"
+            )
+        if any(":no-docstring:" not in options for _, options in includes):
+            problems.append(
+                "a {literalinclude} without :no-docstring: (the prose explains the code)"
+            )
     verification = section("Verification")
     if verification and not any("assert" in c for c in verification.code):
         problems.append("Verification has no code cell with an assert")
     experiments = section("Experiments and figures")
-    if experiments and not any(re.search(r"\b(plt|fig|ax|axes)\b", c) for c in experiments.code):
+    if experiments and not any(
+        re.search(r"\b(plt|fig|ax|axes)\b", c) for c in experiments.code
+    ):
         problems.append("Experiments and figures draws no figure")
     claims = section("Claims checked")
-    if claims and not (
-        any("ClaimsTable" in c for c in claims.code) or any(MARKDOWN_TABLE.search(m) for m in claims.markdown)
-    ):
-        problems.append("Claims checked has no claims table (ClaimsTable cell or markdown table)")
+    if claims and not any("ClaimsTable" in c or "claims" in c for c in claims.code):
+        problems.append("Claims checked does not show the chapter's ClaimsTable")
+    exercises = section("Exercises")
+    if exercises:
+        problems += exercise_problems(exercises)
+    problems += code_problems(path)
+    prose = "\n".join(m for s in [question, *sections] for m in s.markdown)
+    prose = re.sub(r"```.*?```", "", prose, flags=re.S)
+    words = sorted({m.group(0).lower() for m in WORKSHOP_WORDS.finditer(prose)})
+    if words:
+        problems.append(f"words of how the book was made in the prose: {words}")
+    return problems
+
+
+def exercise_problems(exercises: Section) -> list[str]:
+    """2-4 exercises, each with a solution; at least one solution runs code that asserts."""
+    text = "\n".join(exercises.markdown)
+    count = len(re.findall(r"^```\{exercise\}", text, re.M))
+    problems = []
+    if not 2 <= count <= 4:
+        problems.append(f"Exercises has {count} exercises (2-4 with {{exercise}})")
+    solutions = len(re.findall(r"^```\{solution(-start)?\}", text, re.M))
+    if solutions < count:
+        problems.append(f"Exercises: {count} exercises but {solutions} solutions")
+    if not any("assert" in c for c in exercises.code) or "{solution-start}" not in text:
+        problems.append(
+            "Exercises has no computational solution (solution-start, a code cell with assert)"
+        )
+    return problems
+
+
+def code_problems(path: Path) -> list[str]:
+    """Cells short enough to read; verdicts never written; hidden cells only draw."""
+    problems = []
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        lines = len(cell.source.strip().splitlines())
+        if lines > MAX_CELL_LINES:
+            problems.append(
+                f"a code cell of {lines} lines (at most {MAX_CELL_LINES}): {first[:50]!r}"
+            )
+        if WRITTEN_VERDICT.search(cell.source):
+            problems.append(
+                f"a verdict written by hand (use Claim(..., passed=...)): {first[:50]!r}"
+            )
+        hidden = "hide-input" in cell.metadata.get(
+            "tags", []
+        ) or "remove-input" in cell.metadata.get("tags", [])
+        if hidden and "claims.add(" in cell.source:
+            problems.append(
+                f"a claim measured in a hidden cell (hidden cells only draw): {first[:50]!r}"
+            )
     return problems
 
 
@@ -135,7 +223,10 @@ def header_problems(path: Path) -> list[str]:
     """The jupytext header every chapter needs to open as a notebook and run with the python3 kernel."""
     metadata = jupytext.read(path).metadata
     problems = []
-    if metadata.get("jupytext", {}).get("text_representation", {}).get("format_name") != "myst":
+    if (
+        metadata.get("jupytext", {}).get("text_representation", {}).get("format_name")
+        != "myst"
+    ):
         problems.append("not a jupytext MyST notebook (format_name: myst)")
     if metadata.get("kernelspec", {}).get("name") != "python3":
         problems.append("kernelspec is not python3")
@@ -152,7 +243,9 @@ def literalinclude_problems(path: Path) -> list[str]:
             continue
         match = re.search(r":pyobject:\s*(\S+)", options)
         if match and match.group(1) not in python_objects(file):
-            problems.append(f"literalinclude :pyobject: {match.group(1)} not found in {target}")
+            problems.append(
+                f"literalinclude :pyobject: {match.group(1)} not found in {target}"
+            )
     return problems
 
 
@@ -172,8 +265,63 @@ def python_objects(path: Path) -> set[str]:
 
 
 def bibliography_keys(root: Path = ROOT) -> set[str]:
-    return set(re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", (root / "book" / "references.bib").read_text()))
+    return set(
+        re.findall(
+            r"@\w+\s*\{\s*([^,\s]+)\s*,", (root / "book" / "references.bib").read_text()
+        )
+    )
 
 
 def cited_keys(path: Path) -> set[str]:
-    return {key.strip() for group in CITE.findall(path.read_text()) for key in group.split(",")}
+    return {
+        key.strip()
+        for group in CITE.findall(path.read_text())
+        for key in group.split(",")
+    }
+
+
+# --- the book's macros, for a chapter opened outside the book ------------------------------------
+
+#: The first cell of every chapter: the MathJax macros of _config.yml as TeX definitions, inside a
+#: hidden HTML block. JupyterLab (MathJax) and VS Code (KaTeX) typeset the definitions, so the rest
+#: of the notebook renders; the book ignores the block (its MathJax only reads the `.math` nodes).
+MACRO_CELL_OPEN = '<div class="kexue-macros" style="display: none">'
+
+
+def book_macros(root: Path = ROOT) -> dict[str, str | list]:
+    """The TeX macros the book's MathJax defines (``_config.yml``), by name."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    return config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
+
+
+def macro_cell(root: Path = ROOT) -> str:
+    """The markdown of the hidden macro cell, generated from ``_config.yml``.
+
+    ``\\renewcommand`` for the one macro LaTeX already has (``\\vec``), which KaTeX insists on;
+    ``\\newcommand`` for the rest. No blank line inside: the block stays one HTML block.
+    """
+    lines = [MACRO_CELL_OPEN, "$"]
+    for name, body in book_macros(root).items():
+        text, arguments = (body, 0) if isinstance(body, str) else body
+        command = "\\renewcommand" if name in ("vec",) else "\\newcommand"
+        lines.append(
+            f"{command}{{\\{name}}}"
+            + (f"[{arguments}]" if arguments else "")
+            + f"{{{text}}}"
+        )
+    lines += ["$", "</div>"]
+    return "\n".join(lines)
+
+
+def macro_cell_problems(path: Path, root: Path = ROOT) -> list[str]:
+    """The chapter's first cell must be the current macro cell (``scripts/macro_cell.py`` writes it)."""
+    cells = jupytext.read(path).cells
+    if (
+        not cells
+        or cells[0].cell_type != "markdown"
+        or cells[0].source.strip() != macro_cell(root)
+    ):
+        return [
+            "the first cell is not the book's macro cell (run scripts/macro_cell.py)"
+        ]
+    return []

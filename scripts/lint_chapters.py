@@ -24,7 +24,8 @@ def chapter_source(path: Path) -> str:
         if cell.cell_type != "code":
             continue
         lines = [
-            f"# {line}" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines()
+            f"# {line}" if line.lstrip().startswith(("%", "!")) else line
+            for line in cell.source.splitlines()
         ]
         cells.append("# %%\n" + "\n".join(lines))
     return "\n\n".join(cells) + "\n"
@@ -45,9 +46,13 @@ def main() -> int:
         )
         if result.returncode != 0:
             failed += 1
-            print(f"--- {path.relative_to(ROOT)} (line numbers count code-cell lines only)")
+            print(
+                f"--- {path.relative_to(ROOT)} (line numbers count code-cell lines only)"
+            )
             print(result.stdout + result.stderr)
-    print(f"ruff on chapter code cells: {len(chapters) - failed} clean, {failed} with findings")
+    print(
+        f"ruff on chapter code cells: {len(chapters) - failed} clean, {failed} with findings"
+    )
     return 1 if failed else 0
 
 

@@ -17,7 +17,9 @@ from benchmarks.harness import Candidate, Settings
 from benchmarks.rope import exact_rotation, rotate_half_eager, rotate_interleaved_real
 from kexue.positions.rope import apply_rope, rope_cos_sin
 
-TINY = Settings(rounds=3, min_rounds=3, block_seconds=0.001, group_seconds=0.2, warmup=1)
+TINY = Settings(
+    rounds=3, min_rounds=3, block_seconds=0.001, group_seconds=0.2, warmup=1
+)
 
 
 def test_quartiles_and_summary() -> None:
@@ -31,7 +33,9 @@ def test_quartiles_and_summary() -> None:
 
 
 def test_paired_ratios_are_taken_round_by_round() -> None:
-    ratios = harness.paired_ratios({"ref": [1.0, 2.0, 4.0], "b": [2.0, 4.0, 8.0]}, "ref")
+    ratios = harness.paired_ratios(
+        {"ref": [1.0, 2.0, 4.0], "b": [2.0, 4.0, 8.0]}, "ref"
+    )
     assert ratios == {"ref": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
 
 
@@ -41,7 +45,10 @@ def test_interleaved_timing_orders_a_slow_and_a_fast_function() -> None:
         "unit",
         "trivial",
         {"size": 1},
-        [Candidate("fast", lambda: small.sum()), Candidate("slow", lambda: large.sort())],
+        [
+            Candidate("fast", lambda: small.sum()),
+            Candidate("slow", lambda: large.sort()),
+        ],
         "fast",
         device=torch.device("cpu"),
         settings=TINY,
@@ -52,8 +59,13 @@ def test_interleaved_timing_orders_a_slow_and_a_fast_function() -> None:
     assert by_name["fast"]["ratio_to_reference"]["median"] == 1.0
     assert by_name["slow"]["ratio_to_reference"]["median"] > 2
     assert by_name["slow"]["time_s"]["n"] >= TINY.min_rounds
-    assert by_name["absent"]["status"] == "skipped" and by_name["absent"]["note"] == "not installed"
-    assert by_name["slow"]["peak_memory_bytes"] >= large.numel() * 4  # sort returns values and indices
+    assert (
+        by_name["absent"]["status"] == "skipped"
+        and by_name["absent"]["note"] == "not installed"
+    )
+    assert (
+        by_name["slow"]["peak_memory_bytes"] >= large.numel() * 4
+    )  # sort returns values and indices
 
 
 def test_a_candidate_that_fails_its_check_is_not_timed() -> None:
@@ -96,12 +108,16 @@ def test_relative_error_and_compare() -> None:
     assert harness.relative_error(exact, exact) == 0.0
     assert harness.relative_error(torch.zeros(2), exact) == pytest.approx(1.0)
     assert harness.compare(exact + 1e-6, exact, tol=1e-5, against="x")["passed"]
-    assert not harness.compare(torch.zeros(3), exact, tol=1.0, against="x")["passed"]  # shape
+    assert not harness.compare(torch.zeros(3), exact, tol=1.0, against="x")[
+        "passed"
+    ]  # shape
 
 
 def test_device_info_and_slug() -> None:
     info = harness.device_info(torch.device("cpu"))
-    assert info["type"] == "cpu" and info["slug"].startswith("cpu-") and info["cores"] >= 1
+    assert (
+        info["type"] == "cpu" and info["slug"].startswith("cpu-") and info["cores"] >= 1
+    )
     assert harness.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert harness.peak_bandwidth("NVIDIA H100 80GB HBM3") == 3.35e12
     assert harness.peak_bandwidth("NVIDIA H100 PCIe") == 2.0e12
@@ -123,7 +139,10 @@ def test_results_round_trip_and_validation(tmp_path: Path) -> None:
     path = harness.write_results(results, tmp_path / "r.json")
     loaded = json.loads(path.read_text())
     assert harness.validate(loaded) == []
-    assert loaded["device"]["type"] == "cpu" and loaded["torch_version"] == torch.__version__
+    assert (
+        loaded["device"]["type"] == "cpu"
+        and loaded["torch_version"] == torch.__version__
+    )
     broken = copy.deepcopy(loaded)
     del broken["date"]
     assert "missing top-level field 'date'" in harness.validate(broken)
@@ -143,11 +162,22 @@ def test_committed_results_files_are_well_formed() -> None:
     for path in files:
         results = json.loads(path.read_text())
         assert harness.validate(results) == [], path.name
-        assert path.stem == results["device"]["slug"], f"{path.name} is not named after its device"
-        assert not results["settings"].get("quick"), f"{path.name} holds a --quick smoke run"
+        assert path.stem == results["device"]["slug"], (
+            f"{path.name} is not named after its device"
+        )
+        assert not results["settings"].get("quick"), (
+            f"{path.name} holds a --quick smoke run"
+        )
         ok = [r for r in results["rows"] if r["status"] == "ok"]
-        assert ok and {r["suite"] for r in ok} >= {"rope", "attention", "attention_causal", "hippo_matvec"}
-        assert not [r for r in results["rows"] if r["status"] == "failed check"], path.name
+        assert ok and {r["suite"] for r in ok} >= {
+            "rope",
+            "attention",
+            "attention_causal",
+            "hippo_matvec",
+        }
+        assert not [r for r in results["rows"] if r["status"] == "failed check"], (
+            path.name
+        )
 
 
 def test_the_rope_candidates_compute_the_same_rotation() -> None:
@@ -155,7 +185,9 @@ def test_the_rope_candidates_compute_the_same_rotation() -> None:
     torch.testing.assert_close(apply_rope(x), exact_rotation(x, "interleaved"))
     torch.testing.assert_close(apply_rope(x, layout="half"), exact_rotation(x, "half"))
     cos, sin = rope_cos_sin(torch.arange(40), 16, dtype=torch.float64)
-    torch.testing.assert_close(rotate_interleaved_real(x, cos, sin), exact_rotation(x, "interleaved"))
+    torch.testing.assert_close(
+        rotate_interleaved_real(x, cos, sin), exact_rotation(x, "interleaved")
+    )
     full = (torch.cat((cos, cos), -1), torch.cat((sin, sin), -1))
     torch.testing.assert_close(rotate_half_eager(x, *full), exact_rotation(x, "half"))
 
@@ -164,16 +196,22 @@ def test_structured_inputs() -> None:
     q, k, v = structured_inputs(1, 2, 256, 16, seed=1)
     assert q.shape == k.shape == v.shape == (1, 2, 256, 16)
     assert 0.5 < q.var().item() < 2.0  # about unit variance per coordinate
-    neighbours = torch.nn.functional.cosine_similarity(q[..., 1:, :], q[..., :-1, :], dim=-1).mean()
+    neighbours = torch.nn.functional.cosine_similarity(
+        q[..., 1:, :], q[..., :-1, :], dim=-1
+    ).mean()
     assert neighbours > 0.5  # smooth along the sequence, unlike iid inputs
     exact = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     assert 0 < mean_pooling_error(v, exact, False) < 1
     assert 0 < mean_pooling_error(
-        v, torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), True
+        v,
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+        True,
     )
 
 
-def test_the_entry_point_writes_a_valid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_entry_point_writes_a_valid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "smoke.json"
     assert main(["--quick", "--suites", "hippo", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
@@ -190,16 +228,27 @@ def test_merge_keeps_the_suites_not_run_again(tmp_path: Path) -> None:
     first = json.loads(out.read_text())
     assert main(["--quick", "--suites", "hippo", "--merge", "--out", str(out)]) == 0
     again = json.loads(out.read_text())
-    assert len(again["rows"]) == len(first["rows"])  # the hippo rows are replaced, not doubled
+    assert len(again["rows"]) == len(
+        first["rows"]
+    )  # the hippo rows are replaced, not doubled
     previous = copy.deepcopy(first)
     for row in previous["rows"]:
-        row["suite"] = "rope"  # stands for rows of a suite that the next run does not repeat
+        row["suite"] = (
+            "rope"  # stands for rows of a suite that the next run does not repeat
+        )
     out.write_text(json.dumps(previous))
     assert main(["--quick", "--suites", "hippo", "--merge", "--out", str(out)]) == 0
     merged = json.loads(out.read_text())
     assert harness.validate(merged) == []
-    assert {r["suite"] for r in merged["rows"]} == {"rope", "hippo_matvec", "hippo_online"}
-    assert [run["suites"] for run in merged["settings"]["runs"]] == [["rope"], ["hippo"]]
+    assert {r["suite"] for r in merged["rows"]} == {
+        "rope",
+        "hippo_matvec",
+        "hippo_online",
+    }
+    assert [run["suites"] for run in merged["settings"]["runs"]] == [
+        ["rope"],
+        ["hippo"],
+    ]
     previous["device"]["slug"] = "another-machine"
     out.write_text(json.dumps(previous))
     with pytest.raises(SystemExit, match="another device"):

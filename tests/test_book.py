@@ -11,7 +11,13 @@ def test_table_has_one_row_per_claim_and_escapes_pipes() -> None:
     table = ClaimsTable(
         [
             Claim("$|x|$ is convex", "textbook", "checked on 100 points", "reproduced"),
-            Claim("big model wins", "paper §4", "not run", "not reproduced here", why="needs a GPU"),
+            Claim(
+                "big model wins",
+                "paper §4",
+                "not run",
+                "not reproduced here",
+                why="needs a GPU",
+            ),
         ]
     )
     lines = table._repr_markdown_().splitlines()

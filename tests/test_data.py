@@ -16,7 +16,9 @@ def test_tables_have_bert_shapes() -> None:
     assert tables["word"].shape == (30522, 384)
     assert tables["position"].shape == (512, 384)
     assert tables["token_type"].shape == (2, 384)
-    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in tables.values())
+    assert all(
+        t.dtype == torch.float32 and torch.isfinite(t).all() for t in tables.values()
+    )
 
 
 def test_learned_positions_are_most_alike_for_neighbours() -> None:

@@ -42,7 +42,9 @@ def test_freed_memory_is_released_before_the_next_allocation(device):
 
 def test_views_in_place_results_and_inputs_are_not_counted():
     existing = torch.zeros(MIB // 4)
-    assert peak_memory(lambda: existing.view(-1, 4).t(), "cpu") < 1024  # at most a scalar's few bytes
+    assert (
+        peak_memory(lambda: existing.view(-1, 4).t(), "cpu") < 1024
+    )  # at most a scalar's few bytes
     assert peak_memory(lambda: existing.mul_(2), "cpu") < 1024
     assert peak_memory(lambda: existing + 1, "cpu") == pytest.approx(MIB, abs=1024)
 

@@ -17,18 +17,24 @@ def test_version_is_exported() -> None:
     assert kexue.__version__.count(".") == 2
 
 
-def test_default_device_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_device_follows_cuda_availability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(DEVICE_ENV_VAR, raising=False)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert get_device().type == expected
 
 
-def test_environment_variable_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_overrides_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(DEVICE_ENV_VAR, "cpu")
     assert get_device() == torch.device("cpu")
 
 
-def test_explicit_preference_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_preference_beats_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(DEVICE_ENV_VAR, "not-a-device")
     assert get_device("cpu") == torch.device("cpu")
 

@@ -17,7 +17,8 @@ def test_constants_such_as_sqrt_2_and_pi_work() -> None:
     xs = torch.linspace(0, 3, 7, dtype=torch.float64)
     expected = torch.tensor(
         [
-            math.sqrt(2) * 0.5 * math.exp(-(v**2)) / math.sqrt(math.pi) + math.erf(v / math.sqrt(2))
+            math.sqrt(2) * 0.5 * math.exp(-(v**2)) / math.sqrt(math.pi)
+            + math.erf(v / math.sqrt(2))
             for v in xs.tolist()
         ],
         dtype=torch.float64,
@@ -35,5 +36,6 @@ def test_plain_lambdify_would_fail_on_the_same_expression() -> None:
     else:  # pragma: no cover - a future SymPy may fix its printer; the helper stays correct either way
         return
     torch.testing.assert_close(
-        torch_function(sp.sqrt(2) * x, [x])(torch.ones(2)), torch.full((2,), math.sqrt(2))
+        torch_function(sp.sqrt(2) * x, [x])(torch.ones(2)),
+        torch.full((2,), math.sqrt(2)),
     )

@@ -28,10 +28,15 @@ def test_bad_sizes() -> None:
 
 
 def test_partner_value_pairs_every_token_with_its_twin() -> None:
-    ids, values, target = partner_value(torch.Generator().manual_seed(0), 6, 5, symbols=12)
+    ids, values, target = partner_value(
+        torch.Generator().manual_seed(0), 6, 5, symbols=12
+    )
     assert ids.shape == values.shape == target.shape == (6, 10)
     for row in range(6):
-        assert sorted(torch.bincount(ids[row], minlength=12).unique().tolist()) in ([0, 2], [2])
+        assert sorted(torch.bincount(ids[row], minlength=12).unique().tolist()) in (
+            [0, 2],
+            [2],
+        )
         for i in range(10):
             twin = [j for j in range(10) if j != i and ids[row, j] == ids[row, i]]
             assert len(twin) == 1 and target[row, i] == values[row, twin[0]]
@@ -41,7 +46,9 @@ def test_salient_class_labels_the_most_salient_real_token() -> None:
     labels, salience, mask, target = salient_class(
         torch.Generator().manual_seed(1), 50, 9, classes=3, min_length=2
     )
-    assert labels.shape == salience.shape == mask.shape == (50, 9) and target.shape == (50,)
+    assert labels.shape == salience.shape == mask.shape == (50, 9) and target.shape == (
+        50,
+    )
     lengths = mask.sum(1)
     assert lengths.min() >= 2 and lengths.max() <= 9 and lengths.unique().numel() > 3
     for row in range(50):

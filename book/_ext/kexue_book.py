@@ -38,7 +38,9 @@ def mathjax_source() -> Path:
 
     root = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
     if not (root / "tex-mml-chtml.js").is_file():
-        raise FileNotFoundError(f"MathJax 3 not found under {root}; is django-static-mathjax installed?")
+        raise FileNotFoundError(
+            f"MathJax 3 not found under {root}; is django-static-mathjax installed?"
+        )
     return root
 
 
@@ -72,7 +74,9 @@ def source_hash(root: Path) -> str:
 def key_cache_on_library(app: Sphinx, config: Config) -> None:
     if config.nb_execution_mode != "cache":
         return
-    cache = Path(config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache")
+    cache = Path(
+        config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache"
+    )
     if not cache.is_absolute():
         cache = Path(app.srcdir) / cache
     key = source_hash(Path(app.srcdir))
@@ -81,7 +85,9 @@ def key_cache_on_library(app: Sphinx, config: Config) -> None:
     app.config._kexue_library_changed = stored != key  # read by mark_chapters_outdated
     if stored != key:
         if cache.exists():
-            logger.info("[kexue] src/kexue or the environment changed: clearing %s", cache)
+            logger.info(
+                "[kexue] src/kexue or the environment changed: clearing %s", cache
+            )
             shutil.rmtree(cache)
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(key + "\n")
@@ -94,7 +100,9 @@ def mark_chapters_outdated(app: Sphinx, env, added, changed, removed) -> list[st
     return []
 
 
-def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+def drop_duplicate_scripts(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+) -> None:
     """Render each inline script once.
 
     Jupyter Book 1 registers the inline set-up scripts of sphinx-thebe and sphinx-togglebutton twice (once
@@ -102,14 +110,19 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
     """
     seen, unique = set(), []
     for script in context.get("script_files", []):
-        key = (getattr(script, "filename", script) or "", getattr(script, "attributes", {}).get("body", ""))
+        key = (
+            getattr(script, "filename", script) or "",
+            getattr(script, "attributes", {}).get("body", ""),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)
     context["script_files"] = unique
 
 
-def offer_notebook_download(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+def offer_notebook_download(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+) -> None:
     """Offer each chapter as an executed .ipynb in the page's download menu, beside its .md source.
 
     sphinx-book-theme only does this when a launch service (Binder, Colab, ...) is configured, and this book
@@ -133,6 +146,8 @@ def setup(app: Sphinx) -> dict[str, object]:
     app.connect("env-get-outdated", mark_chapters_outdated)
     # Before sphinx-book-theme builds its header buttons (priority 501) from the context.
     app.connect("html-page-context", offer_notebook_download, priority=400)
-    app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after the themes add theirs
+    app.connect(
+        "html-page-context", drop_duplicate_scripts, priority=900
+    )  # after the themes add theirs
     app.connect("build-finished", copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

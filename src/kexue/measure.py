@@ -18,13 +18,17 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 
-def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
+def median_time(
+    fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1
+) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls.
 
     CUDA work is synchronised before and after each call, so queued kernels are counted.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be positive and warmup non-negative, got {repeats}, {warmup}")
+        raise ValueError(
+            f"repeats must be positive and warmup non-negative, got {repeats}, {warmup}"
+        )
     for _ in range(warmup):
         fn()
     times = []
@@ -59,7 +63,10 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
         return int(peak)
     if device.type != "cpu":
         raise ValueError(f"device must be cpu or cuda, got {device}")
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _quiet_stderr(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         out = fn()
         del out
     events = sorted(

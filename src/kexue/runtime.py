@@ -23,16 +23,22 @@ def get_device(preferred: str | torch.device | None = None) -> torch.device:
         ValueError: the requested device string is not a valid torch device.
         RuntimeError: a CUDA device was requested explicitly but CUDA is not available.
     """
-    requested = preferred if preferred is not None else os.environ.get(DEVICE_ENV_VAR) or None
+    requested = (
+        preferred if preferred is not None else os.environ.get(DEVICE_ENV_VAR) or None
+    )
     if requested is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError) as err:
         source = "preferred" if preferred is not None else DEVICE_ENV_VAR
-        raise ValueError(f"{source}={requested!r} is not a torch device (try 'cpu' or 'cuda')") from err
+        raise ValueError(
+            f"{source}={requested!r} is not a torch device (try 'cpu' or 'cuda')"
+        ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available here")
+        raise RuntimeError(
+            f"device {requested!r} was requested but CUDA is not available here"
+        )
     return device
 
 

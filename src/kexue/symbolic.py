@@ -17,7 +17,9 @@ def torch_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> Callable:
     The returned function takes tensors (or numbers) in the order of ``symbols``.
     """
     evaluated = expr.replace(
-        lambda e: e.is_number and not e.is_Integer and not e.is_Float,  # sqrt(2), pi, 1/3, ... anywhere
+        lambda e: (
+            e.is_number and not e.is_Integer and not e.is_Float
+        ),  # sqrt(2), pi, 1/3, ... anywhere
         lambda e: sp.Float(sp.N(e, 17), 17),
     )
     return sp.lambdify(list(symbols), evaluated, modules="torch")

@@ -7,7 +7,11 @@ from torch import Tensor
 
 
 def salient_value(
-    generator: torch.Generator, count: int, length: int, *, device: torch.device | str | None = None
+    generator: torch.Generator,
+    count: int,
+    length: int,
+    *,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The soft arg-max task: every position must output the value of the most salient token.
 
@@ -45,12 +49,16 @@ def partner_value(
     """
     symbols = 2 * pairs if symbols is None else symbols
     if count < 0 or pairs < 1 or symbols < pairs:
-        raise ValueError(f"need count >= 0, pairs >= 1 and symbols >= pairs, got {count}, {pairs}, {symbols}")
+        raise ValueError(
+            f"need count >= 0, pairs >= 1 and symbols >= pairs, got {count}, {pairs}, {symbols}"
+        )
     length = 2 * pairs
     chosen = torch.rand(count, symbols, generator=generator).argsort(dim=1)[:, :pairs]
     ids = torch.cat([chosen, chosen], dim=1)
     values = torch.randn(count, length, generator=generator)
-    partner = torch.cat([values[:, pairs:], values[:, :pairs]], dim=1)  # position i and i + pairs pair up
+    partner = torch.cat(
+        [values[:, pairs:], values[:, :pairs]], dim=1
+    )  # position i and i + pairs pair up
     order = torch.rand(count, length, generator=generator).argsort(dim=1)
     ids, values, partner = (t.gather(1, order) for t in (ids, values, partner))
     return ids.to(device), values.to(device), partner.to(device)

@@ -25,10 +25,20 @@ def reference_attention(q, k, v, row_scale, allowed):
 
 def test_scale_values() -> None:
     assert entropy_invariant_scale(512, 64).item() == pytest.approx(1 / 8)
-    assert entropy_invariant_scale(64, 64, train_length=64).item() == pytest.approx(1 / 8)
-    assert entropy_invariant_scale(4096, 64).item() == pytest.approx(math.log(4096) / math.log(512) / 8)
+    assert entropy_invariant_scale(64, 64, train_length=64).item() == pytest.approx(
+        1 / 8
+    )
+    assert entropy_invariant_scale(4096, 64).item() == pytest.approx(
+        math.log(4096) / math.log(512) / 8
+    )
     counts = torch.tensor([0, 1, 2, 16, 512])
-    expected = [0.0, 0.0, math.log(2) / math.log(512) / 8, math.log(16) / math.log(512) / 8, 1 / 8]
+    expected = [
+        0.0,
+        0.0,
+        math.log(2) / math.log(512) / 8,
+        math.log(16) / math.log(512) / 8,
+        1 / 8,
+    ]
     assert entropy_invariant_scale(counts, 64).tolist() == pytest.approx(expected)
     clamped = entropy_invariant_scale(counts, 64, min_length=16)
     assert clamped.tolist() == pytest.approx([expected[3]] * 4 + [1 / 8])
@@ -63,7 +73,9 @@ def test_standard_scale_with_boolean_and_additive_masks() -> None:
     q, k, v = torch.randn(3, 2, 3, 6, 8, dtype=torch.float64)
     keep = torch.rand(2, 1, 6, 6) > 0.3
     keep[..., 0] = True  # no empty rows here
-    additive = torch.zeros(2, 1, 6, 6, dtype=torch.float64).masked_fill(~keep, -math.inf)
+    additive = torch.zeros(2, 1, 6, 6, dtype=torch.float64).masked_fill(
+        ~keep, -math.inf
+    )
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
     torch.testing.assert_close(scaled_attention(q, k, v, mask=keep), expected)
     torch.testing.assert_close(scaled_attention(q, k, v, mask=additive), expected)
@@ -71,7 +83,9 @@ def test_standard_scale_with_boolean_and_additive_masks() -> None:
 
 def test_entropy_invariant_scale_uses_per_row_counts_in_causal_attention() -> None:
     q, k, v = torch.randn(3, 1, 2, 10, 8, dtype=torch.float64)
-    got = scaled_attention(q, k, v, scale="entropy_invariant", causal=True, train_length=10)
+    got = scaled_attention(
+        q, k, v, scale="entropy_invariant", causal=True, train_length=10
+    )
     counts = torch.arange(1, 11, dtype=torch.float64)[:, None]  # row i sees i + 1 keys
     row_scale = torch.log(counts) / math.log(10) / math.sqrt(8)
     allowed = torch.ones(10, 10, dtype=torch.bool).tril()
@@ -80,8 +94,12 @@ def test_entropy_invariant_scale_uses_per_row_counts_in_causal_attention() -> No
 
 def test_entropy_invariant_scale_counts_unmasked_keys() -> None:
     q, k, v = torch.randn(3, 2, 1, 5, 4, dtype=torch.float64)
-    keep = torch.tensor([[True, True, False, False, False], [True] * 5])[:, None, None, :]  # padding
-    got = scaled_attention(q, k, v, scale="entropy_invariant", mask=keep, train_length=5, min_length=None)
+    keep = torch.tensor([[True, True, False, False, False], [True] * 5])[
+        :, None, None, :
+    ]  # padding
+    got = scaled_attention(
+        q, k, v, scale="entropy_invariant", mask=keep, train_length=5, min_length=None
+    )
     counts = keep.sum(-1, keepdim=True).double()
     row_scale = torch.log(counts) / math.log(5) / 2
     torch.testing.assert_close(got, reference_attention(q, k, v, row_scale, keep))
@@ -90,14 +108,16 @@ def test_entropy_invariant_scale_counts_unmasked_keys() -> None:
 def test_equals_standard_at_the_training_length() -> None:
     q, k, v = torch.randn(3, 2, 2, 64, 16, dtype=torch.float64)
     torch.testing.assert_close(
-        scaled_attention(q, k, v, scale="entropy_invariant", train_length=64), scaled_attention(q, k, v)
+        scaled_attention(q, k, v, scale="entropy_invariant", train_length=64),
+        scaled_attention(q, k, v),
     )
 
 
 def test_fixed_numeric_scale() -> None:
     q, k, v = torch.randn(3, 1, 1, 5, 4, dtype=torch.float64)
     torch.testing.assert_close(
-        scaled_attention(q, k, v, scale=0.3), F.scaled_dot_product_attention(q, k, v, scale=0.3)
+        scaled_attention(q, k, v, scale=0.3),
+        F.scaled_dot_product_attention(q, k, v, scale=0.3),
     )
 
 
@@ -111,14 +131,18 @@ def test_rows_without_keys_are_zero_and_not_nan(scale: str) -> None:
     assert torch.isfinite(out).all()
     assert torch.equal(out[0, 0, 2], torch.zeros(4, dtype=torch.float64))
     out.sum().backward()
-    assert torch.isfinite(q.grad).all() and torch.equal(q.grad[0, 0, 2], torch.zeros(4, dtype=torch.float64))
+    assert torch.isfinite(q.grad).all() and torch.equal(
+        q.grad[0, 0, 2], torch.zeros(4, dtype=torch.float64)
+    )
 
 
 def test_gradients_flow_through_both_scales() -> None:
     q, k, v = torch.randn(3, 1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     for scale in ("standard", "entropy_invariant"):
         assert torch.autograd.gradcheck(
-            lambda a, b, c, s=scale: scaled_attention(a, b, c, scale=s, causal=True, train_length=5),
+            lambda a, b, c, s=scale: scaled_attention(
+                a, b, c, scale=s, causal=True, train_length=5
+            ),
             (q, k, v),
         )
 
@@ -126,8 +150,12 @@ def test_gradients_flow_through_both_scales() -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_low_precision_stays_close(dtype: torch.dtype, device: torch.device) -> None:
     q, k, v = torch.randn(3, 2, 2, 32, 16, device=device)
-    exact = scaled_attention(q.double(), k.double(), v.double(), scale="entropy_invariant", causal=True)
-    got = scaled_attention(q.to(dtype), k.to(dtype), v.to(dtype), scale="entropy_invariant", causal=True)
+    exact = scaled_attention(
+        q.double(), k.double(), v.double(), scale="entropy_invariant", causal=True
+    )
+    got = scaled_attention(
+        q.to(dtype), k.to(dtype), v.to(dtype), scale="entropy_invariant", causal=True
+    )
     assert got.dtype == dtype
     assert (got.double() - exact).abs().max() < 20 * torch.finfo(dtype).eps
 
@@ -149,12 +177,18 @@ def test_shape_and_scale_errors() -> None:
 def test_visible_keys_combines_mask_and_causality() -> None:
     keep = torch.tensor([True, False, True])
     allowed = visible_keys(3, 3, mask=keep, causal=True)
-    assert allowed.tolist() == [[True, False, False], [True, False, False], [True, False, True]]
+    assert allowed.tolist() == [
+        [True, False, False],
+        [True, False, False],
+        [True, False, True],
+    ]
 
 
 def test_attention_entropy() -> None:
     probs = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
-    torch.testing.assert_close(attention_entropy(probs), torch.tensor([0.0, math.log(2), math.log(3)]))
+    torch.testing.assert_close(
+        attention_entropy(probs), torch.tensor([0.0, math.log(2), math.log(3)])
+    )
     logits = torch.randn(4, 7, requires_grad=True)
     entropy = attention_entropy(torch.softmax(logits, -1))
     entropy.sum().backward()

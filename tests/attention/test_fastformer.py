@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from kexue.attention.fastformer import FastformerAttention, FastformerBlock
 
 
-def loop_reference(layer: FastformerAttention, x: torch.Tensor, length: int) -> torch.Tensor:
+def loop_reference(
+    layer: FastformerAttention, x: torch.Tensor, length: int
+) -> torch.Tensor:
     """The layer written out token by token for one sequence ``x`` of shape (seq, dim), first ``length``
     tokens real: plain sums over tokens, one head at a time, straight from the paper's equations
     (with the official code's score layers)."""
@@ -52,11 +54,15 @@ def loop_reference(layer: FastformerAttention, x: torch.Tensor, length: int) -> 
 def test_matches_the_per_token_loop(
     share_query_value: bool, query_residual: bool, device: torch.device
 ) -> None:
-    layer = FastformerAttention(12, 3, share_query_value=share_query_value, query_residual=query_residual)
+    layer = FastformerAttention(
+        12, 3, share_query_value=share_query_value, query_residual=query_residual
+    )
     layer = layer.to(device, torch.float64)
     x = torch.randn(3, 7, 12, dtype=torch.float64, device=device)
     lengths = [7, 4, 1]
-    mask = torch.arange(7, device=device) < torch.tensor(lengths, device=device).unsqueeze(1)
+    mask = torch.arange(7, device=device) < torch.tensor(
+        lengths, device=device
+    ).unsqueeze(1)
     got = layer(x, mask)
     for b, length in enumerate(lengths):
         torch.testing.assert_close(
@@ -67,7 +73,9 @@ def test_matches_the_per_token_loop(
 def test_pooling_weights_sum_to_one_and_vanish_on_padding(device: torch.device) -> None:
     layer = FastformerAttention(8, 2).to(device)
     x = torch.randn(2, 6, 8, device=device)
-    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool, device=device)
+    mask = torch.tensor(
+        [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool, device=device
+    )
     _, alpha, beta = layer(x, mask, return_weights=True)
     for weights in (alpha, beta):
         assert weights.shape == (2, 6, 2)
@@ -98,7 +106,9 @@ def test_real_outputs_do_not_depend_on_trailing_padding(
 def test_padding_may_hold_anything_even_nan(device: torch.device) -> None:
     layer = FastformerBlock(8, 2).to(device)
     x = torch.randn(2, 5, 8, device=device)
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool, device=device)
+    mask = torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool, device=device
+    )
     poisoned = x.clone()
     poisoned[~mask] = float("nan")
     clean, dirty = layer(x, mask), layer(poisoned, mask)
@@ -120,7 +130,9 @@ def test_permutation_equivariance(seed: int, length: int) -> None:
     layer = FastformerBlock(8, 2).double()
     x = torch.randn(2, length, 8, dtype=torch.float64, generator=generator)
     perm = torch.randperm(length, generator=generator)
-    torch.testing.assert_close(layer(x[:, perm]), layer(x)[:, perm], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        layer(x[:, perm]), layer(x)[:, perm], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_gradients_reach_every_parameter_and_the_input() -> None:
@@ -135,16 +147,23 @@ def test_gradients_reach_every_parameter_and_the_input() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_is_close_to_float32(dtype: torch.dtype, device: torch.device) -> None:
+def test_low_precision_is_close_to_float32(
+    dtype: torch.dtype, device: torch.device
+) -> None:
     layer = FastformerBlock(32, 4).to(device)
     x = torch.randn(2, 16, 32, device=device)
-    mask = torch.arange(16, device=device) < torch.tensor([16, 9], device=device).unsqueeze(1)
+    mask = torch.arange(16, device=device) < torch.tensor(
+        [16, 9], device=device
+    ).unsqueeze(1)
     reference = layer(x, mask)
     got = layer.to(dtype)(x.to(dtype), mask)
     assert got.dtype == dtype
     # measured on the CPU over 20 seeds: at most 0.004 (float16) and 0.025 (bfloat16) on these
     # LayerNorm-scale outputs, i.e. a few units in the last place of each format
-    assert (got.float() - reference)[mask].abs().max() < {torch.float16: 0.02, torch.bfloat16: 0.1}[dtype]
+    assert (got.float() - reference)[mask].abs().max() < {
+        torch.float16: 0.02,
+        torch.bfloat16: 0.1,
+    }[dtype]
 
 
 def test_ablations_change_the_parameters() -> None:
@@ -152,7 +171,9 @@ def test_ablations_change_the_parameters() -> None:
     separate = FastformerAttention(8, 2, share_query_value=False)
     assert shared.value is None and separate.value is not None
     count = sum(p.numel() for p in shared.parameters())
-    assert count == 3 * (8 * 8 + 8) + 2 * (8 * 2 + 2)  # query, key, transform (no value); two scores
+    assert count == 3 * (8 * 8 + 8) + 2 * (
+        8 * 2 + 2
+    )  # query, key, transform (no value); two scores
     assert sum(p.numel() for p in separate.parameters()) == count + 8 * 8 + 8
     no_residual = FastformerAttention(8, 2, query_residual=False)
     no_residual.load_state_dict(shared.state_dict())
@@ -190,5 +211,7 @@ def test_bad_input() -> None:
     x = torch.randn(2, 4, 8)
     with pytest.raises(TypeError, match="mask must be a boolean tensor"):
         layer(x, torch.ones(2, 4))
-    with pytest.raises(ValueError, match=r"mask must have shape \(batch, seq\) = \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"mask must have shape \(batch, seq\) = \(2, 4\)"
+    ):
         layer(x, torch.ones(2, 5, dtype=torch.bool))

@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.attention.linear import favor_features, linear_attention, orthogonal_gaussian, performer_attention
+from kexue.attention.linear import (
+    favor_features,
+    linear_attention,
+    orthogonal_gaussian,
+    performer_attention,
+)
 
 
 def quadratic(q, k, v, phi, causal=False, mask=None, eps=1e-6):
@@ -22,7 +27,9 @@ def quadratic(q, k, v, phi, causal=False, mask=None, eps=1e-6):
 
 
 @pytest.mark.parametrize("feature_map", ["elu", "exp", "relu"])
-def test_non_causal_matches_the_quadratic_form(feature_map: str, device: torch.device) -> None:
+def test_non_causal_matches_the_quadratic_form(
+    feature_map: str, device: torch.device
+) -> None:
     q, k, v = torch.randn(3, 2, 3, 17, 8, dtype=torch.float64, device=device)
     phi = {"elu": lambda x: F.elu(x) + 1, "exp": torch.exp, "relu": F.relu}[feature_map]
     got = linear_attention(q, k, v, feature_map=feature_map)
@@ -60,15 +67,22 @@ def test_callable_feature_map() -> None:
 
 
 def test_orthogonal_gaussian_blocks() -> None:
-    w = orthogonal_gaussian(40, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = orthogonal_gaussian(
+        40, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     assert w.shape == (40, 16)
     block = w[:16] / w[:16].norm(dim=-1, keepdim=True)
-    torch.testing.assert_close(block @ block.T, torch.eye(16, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        block @ block.T, torch.eye(16, dtype=torch.float64), atol=1e-12, rtol=0
+    )
 
 
 def test_performer_approximates_softmax_attention() -> None:
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (0.5 * torch.randn(1, 1, 64, 16, dtype=torch.float64, generator=generator) for _ in range(3))
+    q, k, v = (
+        0.5 * torch.randn(1, 1, 64, 16, dtype=torch.float64, generator=generator)
+        for _ in range(3)
+    )
     exact = F.scaled_dot_product_attention(q, k, v)
     projection = orthogonal_gaussian(4096, 16, generator=generator, dtype=torch.float64)
     approx = performer_attention(q, k, v, projection)
@@ -88,15 +102,21 @@ def test_favor_features_estimate_the_softmax_kernel() -> None:
     phi_q = favor_features(q, projection, is_query=True, eps=0.0)
     phi_k = favor_features(k, projection, is_query=False, eps=0.0)
     ratio = (phi_q @ phi_k.T) / torch.exp(q @ k.T / math.sqrt(16))
-    ratio = ratio / ratio.mean(-1, keepdim=True)  # removes the per-query stabiliser (keys share one)
+    ratio = ratio / ratio.mean(
+        -1, keepdim=True
+    )  # removes the per-query stabiliser (keys share one)
     scaled = (q[:, None, :] + k[None, :, :]) * 16**-0.25
     relative_std = torch.sqrt((torch.exp(scaled.pow(2).sum(-1)) - 1) / m)
     # 5 standard deviations of the entry, plus 5 of the row mean it was divided by
-    assert ((ratio - 1).abs() <= 5 * relative_std + 5 * relative_std.mean(-1, keepdim=True)).all()
+    assert (
+        (ratio - 1).abs() <= 5 * relative_std + 5 * relative_std.mean(-1, keepdim=True)
+    ).all()
 
 
 @pytest.mark.parametrize("is_query", [True, False])
-def test_favor_features_in_place_path_gives_the_same_numbers(is_query: bool, device: torch.device) -> None:
+def test_favor_features_in_place_path_gives_the_same_numbers(
+    is_query: bool, device: torch.device
+) -> None:
     """Without autograd the features are computed in place (benchmarks/): bit for bit the autograd path's,
     which still differentiates."""
     generator = torch.Generator().manual_seed(2)
@@ -106,7 +126,10 @@ def test_favor_features_in_place_path_gives_the_same_numbers(is_query: bool, dev
     tracked = favor_features(x.clone().requires_grad_(), projection, is_query=is_query)
     assert torch.equal(fast, tracked.detach())
     with torch.no_grad():
-        assert torch.equal(favor_features(x.clone().requires_grad_(), projection, is_query=is_query), fast)
+        assert torch.equal(
+            favor_features(x.clone().requires_grad_(), projection, is_query=is_query),
+            fast,
+        )
     tracked.sum().backward()  # the autograd path is untouched by the in-place one
 
 

@@ -17,10 +17,14 @@ from kexue.attention.nystrom import (
 )
 
 
-def _qkv(batch, heads, seq, d, *, dtype=torch.float64, device="cpu", seed=0, spread=1.0):
+def _qkv(
+    batch, heads, seq, d, *, dtype=torch.float64, device="cpu", seed=0, spread=1.0
+):
     generator = torch.Generator().manual_seed(seed)
     q, k, v = (
-        spread * torch.randn(batch, heads, seq, d, dtype=torch.float64, generator=generator) for _ in "qkv"
+        spread
+        * torch.randn(batch, heads, seq, d, dtype=torch.float64, generator=generator)
+        for _ in "qkv"
     )
     return q.to(device, dtype), k.to(device, dtype), v.to(device, dtype)
 
@@ -29,8 +33,12 @@ def _reference(q, k, v, m, *, pinv):
     """The paper's formula written out for seq divisible by m, with loops over segments."""
     seq, d = q.shape[-2], q.shape[-1]
     size = seq // m
-    q_tilde = torch.stack([q[..., i * size : (i + 1) * size, :].mean(-2) for i in range(m)], dim=-2)
-    k_tilde = torch.stack([k[..., i * size : (i + 1) * size, :].mean(-2) for i in range(m)], dim=-2)
+    q_tilde = torch.stack(
+        [q[..., i * size : (i + 1) * size, :].mean(-2) for i in range(m)], dim=-2
+    )
+    k_tilde = torch.stack(
+        [k[..., i * size : (i + 1) * size, :].mean(-2) for i in range(m)], dim=-2
+    )
     scale = d**-0.5
     kernel_f = torch.softmax(q @ k_tilde.mT * scale, -1)
     kernel_a = torch.softmax(q_tilde @ k_tilde.mT * scale, -1)
@@ -43,9 +51,9 @@ def _reference(q, k, v, m, *, pinv):
 
 def test_pinv_matches_torch_on_well_conditioned_batches(device):
     generator = torch.Generator().manual_seed(1)
-    a = torch.randn(3, 5, 12, 12, dtype=torch.float64, generator=generator) + 6 * torch.eye(
-        12, dtype=torch.float64
-    )
+    a = torch.randn(
+        3, 5, 12, 12, dtype=torch.float64, generator=generator
+    ) + 6 * torch.eye(12, dtype=torch.float64)
     a = a.to(device)
     gap = (iterative_pinv(a, iterations=12) - torch.linalg.pinv(a)).abs().max().item()
     assert gap < 1e-12
@@ -69,7 +77,10 @@ def test_rounding_in_the_null_space_grows_by_thirteen_quarters_per_step():
         4, 9, dtype=torch.float64, generator=generator
     )
     exact = torch.linalg.pinv(a)
-    errors = [(iterative_pinv(a, iterations=k) - exact).abs().max().item() for k in (20, 25, 40)]
+    errors = [
+        (iterative_pinv(a, iterations=k) - exact).abs().max().item()
+        for k in (20, 25, 40)
+    ]
     assert 3.25**5 / 3 < errors[1] / errors[0] < 3.25**5 * 3
     assert errors[2] > 1
 
@@ -78,17 +89,22 @@ def test_rounding_in_the_null_space_grows_by_thirteen_quarters_per_step():
 @given(size=st.integers(2, 10), seed=st.integers(0, 10_000))
 def test_pinv_error_follows_the_cubic_recursion(size, seed):
     """E_{k+1} = (3 E_k^3 + E_k^4) / 4 with E = I - A Z_k, and its spectral norm never grows."""
-    a = torch.randn(size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    a = torch.randn(
+        size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
     identity = torch.eye(size, dtype=torch.float64)
     previous = identity - a @ iterative_pinv(a, iterations=0)
     assert torch.linalg.matrix_norm(previous, ord=2) <= 1 + 1e-12
     for step in range(1, 5):
         error = identity - a @ iterative_pinv(a, iterations=step)
-        predicted = 0.75 * torch.linalg.matrix_power(previous, 3) + 0.25 * torch.linalg.matrix_power(
-            previous, 4
-        )
+        predicted = 0.75 * torch.linalg.matrix_power(
+            previous, 3
+        ) + 0.25 * torch.linalg.matrix_power(previous, 4)
         assert torch.allclose(error, predicted, atol=1e-9)
-        assert torch.linalg.matrix_norm(error, ord=2) <= torch.linalg.matrix_norm(previous, ord=2) + 1e-12
+        assert (
+            torch.linalg.matrix_norm(error, ord=2)
+            <= torch.linalg.matrix_norm(previous, ord=2) + 1e-12
+        )
         previous = error
 
 
@@ -102,12 +118,19 @@ def test_pinv_scales_each_matrix_on_its_own():
 
 
 def test_pinv_of_zero_is_zero():
-    assert torch.equal(iterative_pinv(torch.zeros(3, 3), iterations=4), torch.zeros(3, 3))
+    assert torch.equal(
+        iterative_pinv(torch.zeros(3, 3), iterations=4), torch.zeros(3, 3)
+    )
 
 
 def test_six_iterations_are_not_always_enough():
     """An ill-conditioned softmax matrix: 6 steps leave a large error, 30 reach torch.linalg.pinv."""
-    logits = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) * 0.3
+    logits = (
+        torch.randn(
+            8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4)
+        )
+        * 0.3
+    )
     a = logits.softmax(-1)
     assert torch.linalg.cond(a) > 20
     exact = torch.linalg.pinv(a)
@@ -135,11 +158,15 @@ def test_pinv_rejects_vectors_and_integers():
 @given(length=st.integers(1, 40), m=st.integers(1, 12))
 def test_segments_are_contiguous_and_balanced(length, m):
     positions = torch.arange(length, dtype=torch.float64).reshape(1, 1, length, 1)
-    means, exists = segment_landmarks(positions, m, torch.ones(1, length, dtype=torch.bool))
+    means, exists = segment_landmarks(
+        positions, m, torch.ones(1, length, dtype=torch.bool)
+    )
     used = min(m, length)
     assert exists[0].tolist() == [True] * used + [False] * (m - used)
     # means of consecutive integers: contiguous segments of sizes floor or ceil of length / used
-    bounds = [-(-length * i // used) for i in range(used + 1)]  # segment i holds ranks ceil(iL/u) ...
+    bounds = [
+        -(-length * i // used) for i in range(used + 1)
+    ]  # segment i holds ranks ceil(iL/u) ...
     sizes = torch.tensor([bounds[i + 1] - bounds[i] for i in range(used)])
     starts = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)[:-1]])
     expected = starts + (sizes - 1) / 2
@@ -152,7 +179,9 @@ def test_landmarks_are_the_papers_segment_means_when_m_divides_seq():
     means, exists = segment_landmarks(q, 6)
     assert exists.all()
     assert torch.allclose(means, q.reshape(2, 3, 6, 4, 5).mean(-2))
-    general, _ = segment_landmarks(q, 6, torch.ones(2, 24, dtype=torch.bool))  # the masked code path
+    general, _ = segment_landmarks(
+        q, 6, torch.ones(2, 24, dtype=torch.bool)
+    )  # the masked code path
     assert torch.allclose(means, general)
 
 
@@ -161,18 +190,33 @@ def test_landmarks_are_the_papers_segment_means_when_m_divides_seq():
 
 def test_matches_the_reference_formula(device):
     q, k, v = _qkv(2, 3, 48, 8, device=device)
-    for pinv, iterations in ((torch.linalg.pinv, None), (lambda a: iterative_pinv(a, iterations=6), 6)):
+    for pinv, iterations in (
+        (torch.linalg.pinv, None),
+        (lambda a: iterative_pinv(a, iterations=6), 6),
+    ):
         expected = _reference(q, k, v, 12, pinv=pinv)
-        actual = nystrom_attention(q, k, v, num_landmarks=12, pinv_iterations=iterations)
-        assert torch.allclose(actual, expected, atol=1e-11)  # measured: 4e-13 with the exact pinv
+        actual = nystrom_attention(
+            q, k, v, num_landmarks=12, pinv_iterations=iterations
+        )
+        assert torch.allclose(
+            actual, expected, atol=1e-11
+        )  # measured: 4e-13 with the exact pinv
 
 
 @settings(max_examples=30, deadline=None)
-@given(seq=st.integers(1, 24), extra=st.integers(0, 8), iterations=st.sampled_from([0, 6, None]))
-def test_exact_when_there_are_at_least_as_many_landmarks_as_tokens(seq, extra, iterations):
+@given(
+    seq=st.integers(1, 24),
+    extra=st.integers(0, 8),
+    iterations=st.sampled_from([0, 6, None]),
+)
+def test_exact_when_there_are_at_least_as_many_landmarks_as_tokens(
+    seq, extra, iterations
+):
     q, k, v = _qkv(2, 2, seq, 4, seed=seq, spread=2.0)
     exact = F.scaled_dot_product_attention(q, k, v)
-    out = nystrom_attention(q, k, v, num_landmarks=seq + extra, pinv_iterations=iterations)
+    out = nystrom_attention(
+        q, k, v, num_landmarks=seq + extra, pinv_iterations=iterations
+    )
     assert torch.allclose(out, exact, atol=1e-12)
 
 
@@ -180,17 +224,27 @@ def test_the_factorisation_is_exact_at_m_equal_n_with_the_exact_inverse():
     q, k, v = _qkv(1, 2, 16, 4)
     kernel_f, kernel_a, kernel_b = nystrom_factors(q, k, num_landmarks=16)
     exact = F.scaled_dot_product_attention(q, k, v)
-    assert torch.allclose(kernel_f @ torch.linalg.pinv(kernel_a) @ kernel_b @ v, exact, atol=1e-10)
+    assert torch.allclose(
+        kernel_f @ torch.linalg.pinv(kernel_a) @ kernel_b @ v, exact, atol=1e-10
+    )
 
 
 def test_rows_sum_to_one_but_entries_can_be_negative():
     q, k, _ = _qkv(1, 4, 64, 8, spread=1.5)
     kernel_f, kernel_a, kernel_b = nystrom_factors(q, k, num_landmarks=8)
     weights = kernel_f @ torch.linalg.inv(kernel_a) @ kernel_b
-    assert torch.allclose(weights.sum(-1), torch.ones(1, 4, 64, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(
+        weights.sum(-1), torch.ones(1, 4, 64, dtype=torch.float64), atol=1e-9
+    )
     assert (weights < 0).any()
-    for kernel in (kernel_f, kernel_a, kernel_b):  # each factor is a softmax: a stochastic matrix
-        assert (kernel >= 0).all() and torch.allclose(kernel.sum(-1), torch.ones_like(kernel[..., 0]))
+    for kernel in (
+        kernel_f,
+        kernel_a,
+        kernel_b,
+    ):  # each factor is a softmax: a stochastic matrix
+        assert (kernel >= 0).all() and torch.allclose(
+            kernel.sum(-1), torch.ones_like(kernel[..., 0])
+        )
 
 
 @settings(max_examples=30, deadline=None)
@@ -206,9 +260,14 @@ def test_masked_tokens_change_nothing_at_real_tokens(seed, m):
     for b in range(2):
         keep = mask[b]
         alone = nystrom_attention(
-            q[b : b + 1, :, keep], k[b : b + 1, :, keep], v[b : b + 1, :, keep], num_landmarks=m
+            q[b : b + 1, :, keep],
+            k[b : b + 1, :, keep],
+            v[b : b + 1, :, keep],
+            num_landmarks=m,
         )
-        assert torch.allclose(out[b][:, keep], alone[0], atol=1e-12)  # measured: below 5e-15
+        assert torch.allclose(
+            out[b][:, keep], alone[0], atol=1e-12
+        )  # measured: below 5e-15
         assert torch.equal(out[b][:, ~keep], torch.zeros_like(out[b][:, ~keep]))
 
 
@@ -217,7 +276,9 @@ def test_trailing_padding_of_any_length(device):
     alone = nystrom_attention(q, k, v, num_landmarks=8)
     for padding in (1, 7, 64):
         noise = _qkv(1, 2, padding, 8, device=device, seed=padding, spread=10.0)
-        padded = [torch.cat([t, n], dim=2) for t, n in zip((q, k, v), noise, strict=True)]
+        padded = [
+            torch.cat([t, n], dim=2) for t, n in zip((q, k, v), noise, strict=True)
+        ]
         mask = torch.arange(30 + padding, device=device)[None] < 30
         out = nystrom_attention(*padded, num_landmarks=8, mask=mask)
         assert torch.allclose(out[:, :, :30], alone, atol=1e-10)
@@ -236,14 +297,24 @@ def test_error_falls_as_landmarks_grow_on_a_smooth_sequence():
     generator = torch.Generator().manual_seed(5)
     t = torch.linspace(0, 1, 256, dtype=torch.float64)[:, None]
     features = torch.cat(
-        [torch.cos(2 * torch.pi * t * j) for j in (1, 2, 3)] + [torch.sin(2 * torch.pi * t)], -1
+        [torch.cos(2 * torch.pi * t * j) for j in (1, 2, 3)]
+        + [torch.sin(2 * torch.pi * t)],
+        -1,
     )
-    q, k = (features @ torch.randn(4, 32, dtype=torch.float64, generator=generator) / 32**0.25 for _ in "qk")
+    q, k = (
+        features
+        @ torch.randn(4, 32, dtype=torch.float64, generator=generator)
+        / 32**0.25
+        for _ in "qk"
+    )
     v = torch.randn(256, 32, dtype=torch.float64, generator=generator)
     q, k, v = q[None, None], k[None, None], v[None, None]
     exact = F.scaled_dot_product_attention(q, k, v, scale=1.0)
     errors = [
-        ((nystrom_attention(q, k, v, num_landmarks=m, scale=1.0) - exact).norm() / exact.norm()).item()
+        (
+            (nystrom_attention(q, k, v, num_landmarks=m, scale=1.0) - exact).norm()
+            / exact.norm()
+        ).item()
         for m in (4, 16, 64)
     ]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05
@@ -255,14 +326,18 @@ def test_half_precision_inputs_are_computed_in_float32(device, dtype):
     reference = nystrom_attention(q, k, v, num_landmarks=16)
     out = nystrom_attention(q.to(dtype), k.to(dtype), v.to(dtype), num_landmarks=16)
     assert out.dtype == dtype and torch.isfinite(out).all()
-    tolerance = 1e-2 if dtype == torch.bfloat16 else 1.5e-3  # measured: 3.0e-3 and 3.9e-4
+    tolerance = (
+        1e-2 if dtype == torch.bfloat16 else 1.5e-3
+    )  # measured: 3.0e-3 and 3.9e-4
     assert ((out.float() - reference).norm() / reference.norm()).item() < tolerance
 
 
 def test_scale_argument(device):
     q, k, v = _qkv(1, 2, 12, 4, device=device)
     out = nystrom_attention(q, k, v, num_landmarks=12, scale=0.3)
-    assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, scale=0.3), atol=1e-12)
+    assert torch.allclose(
+        out, F.scaled_dot_product_attention(q, k, v, scale=0.3), atol=1e-12
+    )
 
 
 def test_convolution_residual_is_a_depthwise_convolution_along_the_sequence():
@@ -273,7 +348,9 @@ def test_convolution_residual_is_a_depthwise_convolution_along_the_sequence():
     padded = F.pad(v, (0, 0, 2, 2))
     expected = torch.zeros_like(v)
     for offset in range(5):  # out_i = sum_j w_j v_{i + j - 2}, per head
-        expected += weight[None, :, offset, None, None] * padded[:, :, offset : offset + 20]
+        expected += (
+            weight[None, :, offset, None, None] * padded[:, :, offset : offset + 20]
+        )
     assert torch.allclose(with_conv - plain, expected, atol=1e-12)
 
 
@@ -306,9 +383,13 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(TypeError, match="mask must be a boolean"):
         nystrom_attention(q, k, v, num_landmarks=4, mask=torch.ones(1, 8))
     with pytest.raises(ValueError, match=r"mask must be \(batch, seq\)"):
-        nystrom_attention(q, k, v, num_landmarks=4, mask=torch.ones(1, 2, 8, dtype=torch.bool))
+        nystrom_attention(
+            q, k, v, num_landmarks=4, mask=torch.ones(1, 2, 8, dtype=torch.bool)
+        )
     with pytest.raises(ValueError, match="conv_weight"):
-        nystrom_attention(q, k, v, num_landmarks=4, conv_weight=torch.ones(2, 4, dtype=torch.float64))
+        nystrom_attention(
+            q, k, v, num_landmarks=4, conv_weight=torch.ones(2, 4, dtype=torch.float64)
+        )
     with pytest.raises(ValueError, match="multiple of heads"):
         NystromAttention(30, 4)
     with pytest.raises(ValueError, match="conv_kernel"):

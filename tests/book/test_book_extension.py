@@ -10,7 +10,9 @@ import pytest
 from book_checks import ROOT
 from sphinx.builders.html._assets import _JavaScript
 
-spec = importlib.util.spec_from_file_location("kexue_book", ROOT / "book" / "_ext" / "kexue_book.py")
+spec = importlib.util.spec_from_file_location(
+    "kexue_book", ROOT / "book" / "_ext" / "kexue_book.py"
+)
 kexue_book = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(kexue_book)
 
@@ -24,7 +26,9 @@ def book(tmp_path: Path) -> SimpleNamespace:
     (tmp_path / "chapters").mkdir()
     (tmp_path / "chapters" / "a.md").write_text("# A\n")
     config = SimpleNamespace(nb_execution_mode="cache", nb_execution_cache_path="")
-    app = SimpleNamespace(outdir=str(tmp_path / "_build" / "html"), srcdir=str(tmp_path), config=config)
+    app = SimpleNamespace(
+        outdir=str(tmp_path / "_build" / "html"), srcdir=str(tmp_path), config=config
+    )
     cache = tmp_path / "_build" / ".jupyter_cache"
     return SimpleNamespace(root=tmp_path, app=app, cache=cache)
 
@@ -34,10 +38,14 @@ def fill_cache(cache: Path) -> None:
     (cache / "executed.ipynb").write_text("{}")
 
 
-def test_source_hash_follows_the_library_not_the_chapters(book: SimpleNamespace) -> None:
+def test_source_hash_follows_the_library_not_the_chapters(
+    book: SimpleNamespace,
+) -> None:
     before = kexue_book.source_hash(book.root)
     (book.root / "chapters" / "a.md").write_text("# A, edited\n")
-    assert kexue_book.source_hash(book.root) == before  # jupyter-cache itself tracks the chapters
+    assert (
+        kexue_book.source_hash(book.root) == before
+    )  # jupyter-cache itself tracks the chapters
     (book.root / "src" / "kexue" / "module.py").write_text("x = 2\n")
     assert kexue_book.source_hash(book.root) != before
 
@@ -46,14 +54,18 @@ def test_source_hash_follows_the_benchmark_results(book: SimpleNamespace) -> Non
     before = kexue_book.source_hash(book.root)
     results = book.root / "benchmarks" / "results"
     results.mkdir(parents=True)
-    (results / "cpu.json").write_text("{}")  # the appendix plots these files: new results, new outputs
+    (results / "cpu.json").write_text(
+        "{}"
+    )  # the appendix plots these files: new results, new outputs
     assert kexue_book.source_hash(book.root) != before
 
 
 def test_cache_is_kept_until_the_library_changes(
     book: SimpleNamespace,
 ) -> None:
-    kexue_book.key_cache_on_library(book.app, book.app.config)  # first build: records the key
+    kexue_book.key_cache_on_library(
+        book.app, book.app.config
+    )  # first build: records the key
     fill_cache(book.cache)
     kexue_book.key_cache_on_library(book.app, book.app.config)
     assert (book.cache / "executed.ipynb").is_file()
@@ -88,7 +100,9 @@ def test_duplicate_inline_scripts_are_dropped() -> None:
     ]
     context = {"script_files": scripts}
     kexue_book.drop_duplicate_scripts(None, "page", "page.html", context, None)
-    assert [(s.filename, s.attributes.get("body")) for s in context["script_files"]] == [
+    assert [
+        (s.filename, s.attributes.get("body")) for s in context["script_files"]
+    ] == [
         (None, body),
         ("a.js", None),
     ]

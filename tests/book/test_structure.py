@@ -51,14 +51,22 @@ def test_parts_with_chapters_are_numbered() -> None:
     for part in toc["parts"]:
         files = [entry["file"] for entry in part.get("chapters", [])]
         if any(f.startswith("chapters/") for f in files):
-            assert part.get("numbered") is True, f"part {part['caption']!r} is not numbered in _toc.yml"
+            assert part.get("numbered") is True, (
+                f"part {part['caption']!r} is not numbered in _toc.yml"
+            )
 
 
 def test_no_notebook_files_next_to_the_sources() -> None:
     stray = [rel(p) for p in (ROOT / "chapters").rglob("*.ipynb")]
-    assert not stray, f".ipynb files in chapters/ (the .md is the source; they break the book build): {stray}"
+    assert not stray, (
+        f".ipynb files in chapters/ (the .md is the source; they break the book build): {stray}"
+    )
     tracked = subprocess.run(
-        ["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=False
+        ["git", "ls-files", "*.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split()
     assert not tracked, f"committed .ipynb files: {tracked}"
 
@@ -82,14 +90,20 @@ def test_chapter_module_and_test_mirror_each_other(chapter: Path) -> None:
     test = ROOT / "tests" / part / f"test_{topic}.py"
     assert module.is_file(), f"{rel(chapter)} has no module {rel(module)}"
     assert test.is_file(), f"{rel(chapter)} has no test {rel(test)}"
-    assert (module.parent / "__init__.py").is_file(), f"{rel(module.parent)} is not a package"
+    assert (module.parent / "__init__.py").is_file(), (
+        f"{rel(module.parent)} is not a package"
+    )
 
 
 @pytest.mark.parametrize("chapter", FULL_CHAPTERS, ids=rel)
 def test_chapter_uses_the_shared_device_and_seed_helpers(chapter: Path) -> None:
     text = chapter.read_text()
-    assert "get_device(" in text, f"{rel(chapter)} does not pick its device with kexue.get_device()"
-    assert "seed_everything(" in text, f"{rel(chapter)} does not seed with kexue.seed_everything()"
+    assert "get_device(" in text, (
+        f"{rel(chapter)} does not pick its device with kexue.get_device()"
+    )
+    assert "seed_everything(" in text, (
+        f"{rel(chapter)} does not seed with kexue.seed_everything()"
+    )
 
 
 @pytest.mark.parametrize("page", BOOK_PAGES, ids=rel)
@@ -101,7 +115,9 @@ def test_literalincludes_point_at_existing_code(page: Path) -> None:
 @pytest.mark.parametrize("page", BOOK_PAGES, ids=rel)
 def test_every_citation_is_in_the_bibliography(page: Path) -> None:
     unknown = cited_keys(page) - bibliography_keys()
-    assert not unknown, f"{rel(page)} cites keys missing from book/references.bib: {sorted(unknown)}"
+    assert not unknown, (
+        f"{rel(page)} cites keys missing from book/references.bib: {sorted(unknown)}"
+    )
 
 
 # --- the checks themselves, on chapters made to fail them --------------------------------------------
@@ -173,9 +189,15 @@ def test_the_anatomy_check_accepts_a_complete_chapter(tmp_path: Path) -> None:
     [
         (("## Verification", "## Checks"), "missing sections: ['Verification']"),
         (("{cite}`su-kexue`", "the blog"), "must cite its source"),
-        (("assert sp.diff(x**2, x) == 2 * x", "sp.diff(x**2, x)"), "Derivation has no SymPy code cell"),
+        (
+            ("assert sp.diff(x**2, x) == 2 * x", "sp.diff(x**2, x)"),
+            "Derivation has no SymPy code cell",
+        ),
         ((":pyobject: get_device", ":lines: 1-3"), "shows no library code"),
-        (("assert 1 + 1 == 2", "1 + 1"), "Verification has no code cell with an assert"),
+        (
+            ("assert 1 + 1 == 2", "1 + 1"),
+            "Verification has no code cell with an assert",
+        ),
         (("fig, ax = plt.subplots()", "print(1)"), "draws no figure"),
         (("ClaimsTable([])", "print('claims')"), "no claims table"),
         (("# A title", "A title"), "no title"),
@@ -191,22 +213,30 @@ def test_the_anatomy_check_rejects_what_is_missing(
 
 
 def test_the_anatomy_check_rejects_sections_out_of_order(tmp_path: Path) -> None:
-    swapped = GOOD_CHAPTER.replace("## Derivation", "## TMP").replace("## Implementation", "## Derivation")
+    swapped = GOOD_CHAPTER.replace("## Derivation", "## TMP").replace(
+        "## Implementation", "## Derivation"
+    )
     swapped = swapped.replace("## TMP", "## Implementation")
     problems = anatomy_problems(write_chapter(tmp_path, swapped))
     assert any("out of order" in p for p in problems), problems
 
 
 def test_headings_inside_code_blocks_are_not_sections(tmp_path: Path) -> None:
-    fenced = GOOD_CHAPTER.replace("## Verification\n", "```text\n## Verification\n```\n")
+    fenced = GOOD_CHAPTER.replace(
+        "## Verification\n", "```text\n## Verification\n```\n"
+    )
     problems = anatomy_problems(write_chapter(tmp_path, fenced))
     assert any("missing sections: ['Verification']" in p for p in problems), problems
 
 
 def test_the_literalinclude_check_finds_missing_objects(tmp_path: Path) -> None:
-    page = write_chapter(tmp_path, GOOD_CHAPTER.replace(":pyobject: get_device", ":pyobject: get_devise"))
+    page = write_chapter(
+        tmp_path, GOOD_CHAPTER.replace(":pyobject: get_device", ":pyobject: get_devise")
+    )
     (tmp_path / "src" / "kexue").mkdir(parents=True)
-    (tmp_path / "src" / "kexue" / "runtime.py").write_text("def get_device():\n    pass\n")
+    (tmp_path / "src" / "kexue" / "runtime.py").write_text(
+        "def get_device():\n    pass\n"
+    )
     assert literalinclude_problems(page) == [
         "literalinclude :pyobject: get_devise not found in ../../src/kexue/runtime.py"
     ]

@@ -33,15 +33,26 @@ def hard_ratios(dtype: torch.dtype) -> torch.Tensor:
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 10, 100, 1000])
 @pytest.mark.parametrize(
     ("dtype", "max_eps"),
-    [(torch.float64, 4.0), (torch.float32, 4.0), (torch.float16, 1.0), (torch.bfloat16, 1.0)],
+    [
+        (torch.float64, 4.0),
+        (torch.float32, 4.0),
+        (torch.float16, 1.0),
+        (torch.bfloat16, 1.0),
+    ],
 )
-def test_within_a_few_ulps_of_the_exact_sum(n: int, dtype: torch.dtype, max_eps: float) -> None:
+def test_within_a_few_ulps_of_the_exact_sum(
+    n: int, dtype: torch.dtype, max_eps: float
+) -> None:
     ratios = hard_ratios(dtype)
     got = geometric_sum(ratios, n)
     assert got.dtype == dtype
-    ref = torch.tensor([exact(r, n) for r in ratios.double().tolist()], dtype=torch.float64)
+    ref = torch.tensor(
+        [exact(r, n) for r in ratios.double().tolist()], dtype=torch.float64
+    )
     representable = ref.abs() < torch.finfo(dtype).max
-    assert torch.equal(torch.isinf(got), ~representable)  # overflow where, and only where, it must
+    assert torch.equal(
+        torch.isinf(got), ~representable
+    )  # overflow where, and only where, it must
     nonzero = representable & (ref != 0)
     rel = (got.double() - ref).abs()[nonzero] / ref.abs()[nonzero]
     # Measured: at most 2.0 eps (float64/32) and 0.5 eps (half types, computed in float32).
@@ -71,15 +82,21 @@ def test_value_and_gradient_at_exactly_one() -> None:
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 40])
 def test_gradient_matches_the_term_by_term_derivative(n: int) -> None:
-    ratio = torch.tensor([-1.5, -1.0, -0.3, 0.0, 1e-30, 0.7, 1.0, 1.0 + 1e-9, 1.2], dtype=torch.float64)
+    ratio = torch.tensor(
+        [-1.5, -1.0, -0.3, 0.0, 1e-30, 0.7, 1.0, 1.0 + 1e-9, 1.2], dtype=torch.float64
+    )
     ratio.requires_grad_(True)
     (grad,) = torch.autograd.grad(geometric_sum(ratio, n).sum(), ratio)
-    expected = torch.stack([sum(k * r ** (k - 1) for k in range(1, n)) + 0 * r for r in ratio.detach()])
+    expected = torch.stack(
+        [sum(k * r ** (k - 1) for k in range(1, n)) + 0 * r for r in ratio.detach()]
+    )
     torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_gradcheck_away_from_the_special_points() -> None:
-    ratio = torch.tensor([-1.7, -0.9, 0.2, 0.99, 1.01, 1.6], dtype=torch.float64, requires_grad=True)
+    ratio = torch.tensor(
+        [-1.7, -0.9, 0.2, 0.99, 1.01, 1.6], dtype=torch.float64, requires_grad=True
+    )
     assert torch.autograd.gradcheck(lambda r: geometric_sum(r, 9), (ratio,))
 
 
@@ -90,14 +107,17 @@ def test_broadcasts_ratio_against_n(device: torch.device) -> None:
     assert got.shape == (3, 4)
     assert got.device.type == device.type
     expected = torch.tensor(
-        [[0.0, 1.0, 1.5, 1.75], [0.0, 1.0, -1.0, 3.0], [0.0, 1.0, 2.0, 3.0]], device=device
+        [[0.0, 1.0, 1.5, 1.75], [0.0, 1.0, -1.0, 3.0], [0.0, 1.0, 2.0, 3.0]],
+        device=device,
     )
     torch.testing.assert_close(got, expected)
 
 
 def test_same_numbers_on_every_device(device: torch.device) -> None:
     ratios = hard_ratios(torch.float32)
-    torch.testing.assert_close(geometric_sum(ratios.to(device), 333).cpu(), geometric_sum(ratios, 333))
+    torch.testing.assert_close(
+        geometric_sum(ratios.to(device), 333).cpu(), geometric_sum(ratios, 333)
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -125,13 +145,17 @@ def test_one_more_term(ratio: float, n: int) -> None:
     assert abs(lhs - rhs).item() <= 1e-13 * scale
 
 
-@pytest.mark.parametrize("ratio", [torch.tensor([1, 2]), torch.tensor([True]), [0.5], 0.5])
+@pytest.mark.parametrize(
+    "ratio", [torch.tensor([1, 2]), torch.tensor([True]), [0.5], 0.5]
+)
 def test_ratio_must_be_a_floating_tensor(ratio: object) -> None:
     with pytest.raises(TypeError, match="ratio must be a real floating-point tensor"):
         geometric_sum(ratio, 3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("n", [2.0, torch.tensor([2.0]), torch.tensor([True]), True, "3"])
+@pytest.mark.parametrize(
+    "n", [2.0, torch.tensor([2.0]), torch.tensor([True]), True, "3"]
+)
 def test_n_must_be_integer_valued(n: object) -> None:
     with pytest.raises(TypeError, match="n must be"):
         geometric_sum(torch.tensor([0.5]), n)  # type: ignore[arg-type]

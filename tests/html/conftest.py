@@ -30,8 +30,14 @@ CHROMIUM_ARGS = [
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--html-dir", default="_build/html", help="the built book to check")
-    parser.addoption("--screenshots", default=None, help="folder to save a screenshot of every page in")
+    parser.addoption(
+        "--html-dir", default="_build/html", help="the built book to check"
+    )
+    parser.addoption(
+        "--screenshots",
+        default=None,
+        help="folder to save a screenshot of every page in",
+    )
 
 
 def html_dir(config: pytest.Config) -> Path:
@@ -45,7 +51,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "page_path" in metafunc.fixturenames:
         root = html_dir(metafunc.config)
         pages = sorted(
-            p.relative_to(root).as_posix() for p in root.rglob("*.html") if "_static" not in p.parts
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*.html")
+            if "_static" not in p.parts
         )
         metafunc.parametrize("page_path", pages)
 
@@ -77,11 +85,19 @@ def server_url(site_root: Path) -> Iterator[str]:
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = (
+        os.environ.get("CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     if executable is None:
-        raise pytest.UsageError("Chromium not found: run scripts/ensure-chromium.sh or set CHROMIUM")
+        raise pytest.UsageError(
+            "Chromium not found: run scripts/ensure-chromium.sh or set CHROMIUM"
+        )
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium
         finally:

@@ -48,12 +48,17 @@ class Findings:
     def problems(self) -> list[str]:
         return (
             [f"console: {m}" for m in self.console_errors]
-            + [f"request left the local server (blocked): {u}" for u in self.blocked_requests]
+            + [
+                f"request left the local server (blocked): {u}"
+                for u in self.blocked_requests
+            ]
             + [f"request failed: {u}" for u in self.failed_requests]
         )
 
 
-def open_page(browser, url: str, origin: str, findings: Findings, screenshot: Path | None = None):
+def open_page(
+    browser, url: str, origin: str, findings: Findings, screenshot: Path | None = None
+):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
 
     def route(request_route) -> None:
@@ -65,11 +70,16 @@ def open_page(browser, url: str, origin: str, findings: Findings, screenshot: Pa
             request_route.abort()
 
     page.route("**/*", route)
-    page.on("console", lambda m: m.type == "error" and findings.console_errors.append(m.text))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and findings.console_errors.append(m.text),
+    )
     page.on("pageerror", lambda e: findings.console_errors.append(f"uncaught: {e}"))
     page.on(
         "response",
-        lambda r: r.status >= 400 and findings.failed_requests.append(f"{r.status} {r.url}"),
+        lambda r: (
+            r.status >= 400 and findings.failed_requests.append(f"{r.status} {r.url}")
+        ),
     )
     page.goto(url, wait_until="load")
     return page
@@ -83,7 +93,8 @@ def check_math(page) -> list[str]:
     if not page.evaluate("typeof window.MathJax === 'object'"):
         return [f"{count} formulas on the page but MathJax is not loaded"]
     page.wait_for_function(
-        "() => window.MathJax.startup && window.MathJax.startup.promise", timeout=MATHJAX_TIMEOUT_MS
+        "() => window.MathJax.startup && window.MathJax.startup.promise",
+        timeout=MATHJAX_TIMEOUT_MS,
     )
     page.evaluate("window.MathJax.startup.promise")
     return page.evaluate(
@@ -116,7 +127,9 @@ def check_images(page) -> list[str]:
 
 def check_links(page, site_root: Path, page_url: str, origin: str) -> list[str]:
     problems = []
-    hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href'))")
+    hrefs = page.evaluate(
+        "[...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href'))"
+    )
     for href in sorted(set(hrefs)):
         target = urljoin(page_url, href)
         if not target.startswith(origin):
@@ -126,13 +139,23 @@ def check_links(page, site_root: Path, page_url: str, origin: str) -> list[str]:
         if path.is_dir():
             path = path / "index.html"
         if not path.is_file():
-            problems.append(f"broken link {href!r}: {path.relative_to(site_root)} does not exist")
-        elif parts.fragment and path.suffix == ".html" and unquote(parts.fragment) not in anchors_of(path):
-            problems.append(f"broken anchor {href!r}: no id {parts.fragment!r} in {path.name}")
+            problems.append(
+                f"broken link {href!r}: {path.relative_to(site_root)} does not exist"
+            )
+        elif (
+            parts.fragment
+            and path.suffix == ".html"
+            and unquote(parts.fragment) not in anchors_of(path)
+        ):
+            problems.append(
+                f"broken anchor {href!r}: no id {parts.fragment!r} in {path.name}"
+            )
     return problems
 
 
-REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE)
+REDIRECT = re.compile(
+    r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE
+)
 
 
 def test_page_renders_cleanly(
@@ -141,13 +164,19 @@ def test_page_renders_cleanly(
     redirect = REDIRECT.search((site_root / page_path).read_text(encoding="utf-8"))
     if redirect:  # Jupyter Book's index.html only forwards to the root page
         target = (site_root / page_path).parent / redirect.group(1)
-        assert target.is_file(), f"{page_path} redirects to a missing page {redirect.group(1)}"
+        assert target.is_file(), (
+            f"{page_path} redirects to a missing page {redirect.group(1)}"
+        )
         return
     findings = Findings()
     url = server_url + page_path
     page = open_page(browser, url, server_url, findings)
     try:
-        problems = check_math(page) + check_images(page) + check_links(page, site_root, url, server_url)
+        problems = (
+            check_math(page)
+            + check_images(page)
+            + check_links(page, site_root, url, server_url)
+        )
         shots = pytestconfig.getoption("--screenshots")
         if shots:
             target = Path(shots) / (page_path.replace("/", "__") + ".png")

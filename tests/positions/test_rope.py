@@ -55,15 +55,21 @@ def test_matches_the_block_rotation_matrix(layout: str, dim: int) -> None:
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_default_positions_count_along_the_sequence_axis(layout: str) -> None:
     x = torch.randn(2, 4, 6, 8, dtype=torch.float64)
-    torch.testing.assert_close(apply_rope(x, layout=layout), apply_rope(x, torch.arange(6), layout=layout))
+    torch.testing.assert_close(
+        apply_rope(x, layout=layout), apply_rope(x, torch.arange(6), layout=layout)
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_per_batch_positions_broadcast(layout: str) -> None:
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
-    positions = torch.tensor([[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]])[:, None, :]  # (batch, 1, seq)
+    positions = torch.tensor([[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]])[
+        :, None, :
+    ]  # (batch, 1, seq)
     got = apply_rope(x, positions, layout=layout)
-    torch.testing.assert_close(got[1], apply_rope(x[1], torch.arange(10, 15), layout=layout))
+    torch.testing.assert_close(
+        got[1], apply_rope(x[1], torch.arange(10, 15), layout=layout)
+    )
 
 
 def test_layouts_are_related_by_the_pair_permutation() -> None:
@@ -71,9 +77,15 @@ def test_layouts_are_related_by_the_pair_permutation() -> None:
     dim = 16
     P = torch.cat([torch.arange(0, dim, 2), torch.arange(1, dim, 2)])
     q, k = torch.randn(2, 9, dim, dtype=torch.float64)
-    torch.testing.assert_close(apply_rope(q[:, P], layout="half"), apply_rope(q, layout="interleaved")[:, P])
-    scores_interleaved = apply_rope(q, layout="interleaved") @ apply_rope(k, layout="interleaved").T
-    scores_half = apply_rope(q[:, P], layout="half") @ apply_rope(k[:, P], layout="half").T
+    torch.testing.assert_close(
+        apply_rope(q[:, P], layout="half"), apply_rope(q, layout="interleaved")[:, P]
+    )
+    scores_interleaved = (
+        apply_rope(q, layout="interleaved") @ apply_rope(k, layout="interleaved").T
+    )
+    scores_half = (
+        apply_rope(q[:, P], layout="half") @ apply_rope(k[:, P], layout="half").T
+    )
     torch.testing.assert_close(scores_half, scores_interleaved)
 
 
@@ -85,17 +97,22 @@ def test_layouts_are_related_by_the_pair_permutation() -> None:
     layout=st.sampled_from(LAYOUTS),
     seed=st.integers(0, 2**16),
 )
-def test_scores_depend_only_on_the_offset(m: int, n: int, shift: int, layout: str, seed: int) -> None:
+def test_scores_depend_only_on_the_offset(
+    m: int, n: int, shift: int, layout: str, seed: int
+) -> None:
     generator = torch.Generator().manual_seed(seed)
     q, k = torch.randn(2, 1, 32, dtype=torch.float64, generator=generator)
     score = (
-        apply_rope(q, torch.tensor([m]), layout=layout) @ apply_rope(k, torch.tensor([n]), layout=layout).T
+        apply_rope(q, torch.tensor([m]), layout=layout)
+        @ apply_rope(k, torch.tensor([n]), layout=layout).T
     )
     moved = (
         apply_rope(q, torch.tensor([m + shift]), layout=layout)
         @ apply_rope(k, torch.tensor([n + shift]), layout=layout).T
     )
-    relative = q @ apply_rope(k, torch.tensor([n - m]), layout=layout).T  # q^T R_(n-m) k
+    relative = (
+        q @ apply_rope(k, torch.tensor([n - m]), layout=layout).T
+    )  # q^T R_(n-m) k
     torch.testing.assert_close(score, moved, rtol=0, atol=1e-9)
     torch.testing.assert_close(score, relative, rtol=0, atol=1e-9)
 
@@ -103,7 +120,9 @@ def test_scores_depend_only_on_the_offset(m: int, n: int, shift: int, layout: st
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_rotation_preserves_norms(layout: str, device: torch.device) -> None:
     x = torch.randn(4, 64, 32, device=device, dtype=torch.float64)
-    y = apply_rope(x, torch.randint(-(10**6), 10**6, (64,), device=device), layout=layout)
+    y = apply_rope(
+        x, torch.randint(-(10**6), 10**6, (64,), device=device), layout=layout
+    )
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1), rtol=1e-12, atol=0)
     assert y.device.type == device.type
 
@@ -112,13 +131,17 @@ def test_rotation_preserves_norms(layout: str, device: torch.device) -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_close_to_float32(layout: str, dtype: torch.dtype) -> None:
     x = torch.randn(2, 8, 128, 64)
-    reference = apply_rope(x.to(dtype).float(), layout=layout)  # same inputs, float32 arithmetic
+    reference = apply_rope(
+        x.to(dtype).float(), layout=layout
+    )  # same inputs, float32 arithmetic
     got = apply_rope(x.to(dtype), layout=layout)
     assert got.dtype == dtype
     # computed in float32 and rounded once: within half an ulp of the float32 result (the last term is half
     # the spacing of subnormal numbers, where the relative bound does not hold)
     info = torch.finfo(dtype)
-    assert ((got.float() - reference).abs() <= (reference.abs() + info.tiny) * info.eps / 2).all()
+    assert (
+        (got.float() - reference).abs() <= (reference.abs() + info.tiny) * info.eps / 2
+    ).all()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -129,18 +152,25 @@ def test_float64_stays_float64_and_float32_stays_float32(layout: str) -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_non_contiguous_input(layout: str) -> None:
-    x = torch.randn(2, 7, 3, 16, dtype=torch.float64)  # (batch, seq, heads, dim), as after a projection
+    x = torch.randn(
+        2, 7, 3, 16, dtype=torch.float64
+    )  # (batch, seq, heads, dim), as after a projection
     transposed = x.transpose(1, 2)  # (batch, heads, seq, dim), not contiguous
     torch.testing.assert_close(
-        apply_rope(transposed, layout=layout), apply_rope(transposed.contiguous(), layout=layout)
+        apply_rope(transposed, layout=layout),
+        apply_rope(transposed.contiguous(), layout=layout),
     )
-    sliced = torch.randn(2, 7, 48, dtype=torch.float64)[..., 16:32]  # a q/k/v split of a fused projection
+    sliced = torch.randn(2, 7, 48, dtype=torch.float64)[
+        ..., 16:32
+    ]  # a q/k/v split of a fused projection
     torch.testing.assert_close(
-        apply_rope(sliced, layout=layout), apply_rope(sliced.contiguous(), layout=layout)
+        apply_rope(sliced, layout=layout),
+        apply_rope(sliced.contiguous(), layout=layout),
     )
     odd_offset = torch.randn(2, 7, 17, dtype=torch.float64)[..., 1:]  # storage offset 1
     torch.testing.assert_close(
-        apply_rope(odd_offset, layout=layout), apply_rope(odd_offset.contiguous(), layout=layout)
+        apply_rope(odd_offset, layout=layout),
+        apply_rope(odd_offset.contiguous(), layout=layout),
     )
 
 
@@ -148,10 +178,14 @@ def test_non_contiguous_input(layout: str) -> None:
 def test_gradients(layout: str) -> None:
     x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
     positions = torch.tensor([0.0, 1.0, 2.5, 10.0, -3.0])
-    assert torch.autograd.gradcheck(lambda t: apply_rope(t, positions, layout=layout), (x,))
+    assert torch.autograd.gradcheck(
+        lambda t: apply_rope(t, positions, layout=layout), (x,)
+    )
     # the gradient of a rotation is the inverse rotation of the upstream gradient
     upstream = torch.randn(2, 5, 8, dtype=torch.float64)
-    (grad,) = torch.autograd.grad((apply_rope(x, positions, layout=layout) * upstream).sum(), x)
+    (grad,) = torch.autograd.grad(
+        (apply_rope(x, positions, layout=layout) * upstream).sum(), x
+    )
     torch.testing.assert_close(grad, apply_rope(upstream, -positions, layout=layout))
 
 
@@ -168,7 +202,9 @@ def test_large_positions_use_accurate_angles() -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_module_equals_the_function_and_its_cache_grows(layout: str, device: torch.device) -> None:
+def test_module_equals_the_function_and_its_cache_grows(
+    layout: str, device: torch.device
+) -> None:
     rope = RotaryEmbedding(16, layout=layout, initial_length=4)
     x = torch.randn(2, 3, 10, 16, device=device)
     torch.testing.assert_close(rope(x), apply_rope(x, layout=layout))
@@ -178,9 +214,15 @@ def test_module_equals_the_function_and_its_cache_grows(layout: str, device: tor
     torch.testing.assert_close(rope(long), apply_rope(long, layout=layout))
     assert rope._cache[key][0].shape[0] >= 10  # tables grow along positions0
     # positions beyond the cache, negative and real positions all agree with the function
-    for positions in (torch.arange(200, 300), torch.arange(-50, 50), torch.linspace(0, 3, 100)):
+    for positions in (
+        torch.arange(200, 300),
+        torch.arange(-50, 50),
+        torch.linspace(0, 3, 100),
+    ):
         positions = positions.to(device)
-        torch.testing.assert_close(rope(long, positions), apply_rope(long, positions, layout=layout))
+        torch.testing.assert_close(
+            rope(long, positions), apply_rope(long, positions, layout=layout)
+        )
 
 
 def test_module_keeps_one_cache_per_dtype() -> None:
@@ -245,8 +287,15 @@ def test_decay_bound_bounds_actual_scores() -> None:
     dim, distances = 64, torch.arange(0, 300)
     for _ in range(20):
         q, k = torch.randn(2, dim, dtype=torch.float64)
-        scores = (q * apply_rope(k[None].expand(len(distances), dim), distances)).sum(-1).abs()
-        h = torch.view_as_complex(q.view(-1, 2)) * torch.view_as_complex(k.view(-1, 2)).conj()
+        scores = (
+            (q * apply_rope(k[None].expand(len(distances), dim), distances))
+            .sum(-1)
+            .abs()
+        )
+        h = (
+            torch.view_as_complex(q.view(-1, 2))
+            * torch.view_as_complex(k.view(-1, 2)).conj()
+        )
         steps = torch.diff(torch.cat([h, torch.zeros(1, dtype=h.dtype)])).abs().max()
         bound = steps * decay_bound(distances, dim) * (dim // 2)
         assert (scores <= bound + 1e-9).all()
@@ -255,7 +304,9 @@ def test_decay_bound_bounds_actual_scores() -> None:
 def rope_attention_quadratic(q, k, v, positions, rotate_denominator=False):
     """Reference: the same linear attention written with the full (seq, seq) weight matrix."""
     phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
-    rotated = apply_rope(phi_q, positions) @ apply_rope(phi_k, positions).transpose(-1, -2)
+    rotated = apply_rope(phi_q, positions) @ apply_rope(phi_k, positions).transpose(
+        -1, -2
+    )
     plain = phi_q @ phi_k.transpose(-1, -2)
     denominator = (rotated if rotate_denominator else plain).sum(-1, keepdim=True)
     return rotated @ v / denominator
@@ -265,7 +316,9 @@ def rope_attention_quadratic(q, k, v, positions, rotate_denominator=False):
 def test_linear_attention_matches_its_quadratic_form(rotate_denominator: bool) -> None:
     q, k, v = torch.randn(3, 2, 4, 10, 8, dtype=torch.float64)
     positions = torch.arange(10)
-    got = rope_linear_attention(q, k, v, positions, rotate_denominator=rotate_denominator)
+    got = rope_linear_attention(
+        q, k, v, positions, rotate_denominator=rotate_denominator
+    )
     expected = rope_attention_quadratic(q, k, v, positions, rotate_denominator)
     torch.testing.assert_close(got, expected)
 

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexue.positions.rope import apply_rope
-from kexue.positions.rope2d import MixedRotaryEmbedding2d, apply_rope_2d, grid_coords, offset_share
+from kexue.positions.rope2d import (
+    MixedRotaryEmbedding2d,
+    apply_rope_2d,
+    grid_coords,
+    offset_share,
+)
 
 
 def rotation_1d(position: float, dim: int, base: float = 10000.0) -> torch.Tensor:
@@ -16,7 +21,10 @@ def rotation_1d(position: float, dim: int, base: float = 10000.0) -> torch.Tenso
     for i in range(dim // 2):
         angle = torch.tensor(position * base ** (-2 * i / dim), dtype=torch.float64)
         matrix[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.stack(
-            [torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])]
+            [
+                torch.stack([angle.cos(), -angle.sin()]),
+                torch.stack([angle.sin(), angle.cos()]),
+            ]
         )
     return matrix
 
@@ -53,18 +61,32 @@ def test_reuses_the_1d_rope_on_each_half() -> None:
     seed=st.integers(0, 2**16),
 )
 def test_scores_depend_only_on_the_2d_offset(a, b, shift, seed) -> None:
-    q, k = torch.randn(2, 1, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    coords = torch.tensor([a, b, (a[0] + shift[0], a[1] + shift[1]), (b[0] + shift[0], b[1] + shift[1])])
-    rq, rk = apply_rope_2d(q.expand(4, 16), coords), apply_rope_2d(k.expand(4, 16), coords)
+    q, k = torch.randn(
+        2, 1, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+    coords = torch.tensor(
+        [a, b, (a[0] + shift[0], a[1] + shift[1]), (b[0] + shift[0], b[1] + shift[1])]
+    )
+    rq, rk = (
+        apply_rope_2d(q.expand(4, 16), coords),
+        apply_rope_2d(k.expand(4, 16), coords),
+    )
     torch.testing.assert_close(rq[0] @ rk[1], rq[2] @ rk[3], rtol=0, atol=1e-9)
     offset = torch.tensor([[b[0] - a[0], b[1] - a[1]]])
-    torch.testing.assert_close(rq[0] @ rk[1], q[0] @ apply_rope_2d(k, offset)[0], rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        rq[0] @ rk[1], q[0] @ apply_rope_2d(k, offset)[0], rtol=0, atol=1e-9
+    )
 
 
-def test_offset_share_is_one_for_2d_rope_and_detects_absolute_terms(device: torch.device) -> None:
+def test_offset_share_is_one_for_2d_rope_and_detects_absolute_terms(
+    device: torch.device,
+) -> None:
     coords = grid_coords(6, 6, device=device)
     q, k = torch.randn(2, 32, dtype=torch.float64, device=device)
-    scores = apply_rope_2d(q.expand(36, 32), coords) @ apply_rope_2d(k.expand(36, 32), coords).T
+    scores = (
+        apply_rope_2d(q.expand(36, 32), coords)
+        @ apply_rope_2d(k.expand(36, 32), coords).T
+    )
     assert offset_share(scores, coords).item() == pytest.approx(1.0, abs=1e-12)
     noisy = scores + torch.randn(36, 36, dtype=torch.float64, device=device)
     assert offset_share(noisy, coords).item() < 0.99
@@ -78,18 +100,27 @@ def test_offset_share_against_least_squares() -> None:
     design = torch.nn.functional.one_hot(group).double()
     target = scores.flatten()
     fitted = design @ torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
-    expected = 1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+    expected = (
+        1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+    )
     torch.testing.assert_close(offset_share(scores, coords), expected)
 
 
 def test_mixed_frequencies_keep_relativity_and_learn(device: torch.device) -> None:
-    rope = MixedRotaryEmbedding2d(16, heads=2, generator=torch.Generator().manual_seed(0)).to(device)
+    rope = MixedRotaryEmbedding2d(
+        16, heads=2, generator=torch.Generator().manual_seed(0)
+    ).to(device)
     coords = grid_coords(5, 5, device=device)
     q = torch.randn(1, 2, 1, 16, device=device).expand(1, 2, 25, 16)
     scores = rope(q, coords) @ rope(q, coords).mT
-    assert offset_share(scores[0, 0].double(), coords).item() == pytest.approx(1.0, abs=1e-5)
+    assert offset_share(scores[0, 0].double(), coords).item() == pytest.approx(
+        1.0, abs=1e-5
+    )
     scores.sum().backward()
-    assert rope.frequencies.grad is not None and torch.isfinite(rope.frequencies.grad).all()
+    assert (
+        rope.frequencies.grad is not None
+        and torch.isfinite(rope.frequencies.grad).all()
+    )
     assert rope.frequencies.norm(dim=-1)[0].tolist() == pytest.approx(
         [1e4 ** (-i / 8) for i in range(8)], rel=1e-5
     )

@@ -35,7 +35,9 @@ def reference(position: float, dim: int, base: float = 10000.0) -> list[float]:
 def test_frequencies_are_the_geometric_table() -> None:
     theta = frequencies(8, base=100.0)
     assert theta.dtype == torch.float64 and theta.shape == (4,)
-    assert theta.tolist() == pytest.approx([100.0 ** (-2 * i / 8) for i in range(4)], rel=1e-15)
+    assert theta.tolist() == pytest.approx(
+        [100.0 ** (-2 * i / 8) for i in range(4)], rel=1e-15
+    )
     assert frequencies(8, dtype=torch.float32).dtype == torch.float32
 
 
@@ -44,17 +46,28 @@ def test_frequencies_are_the_geometric_table() -> None:
 def test_matches_the_definition(dim: int, base: float) -> None:
     positions = torch.tensor([0, 1, 2, 7, 100, 4095])
     got = sinusoidal_embedding(positions, dim, base=base, dtype=torch.float64)
-    expected = torch.tensor([reference(float(m), dim, base) for m in positions], dtype=torch.float64)
+    expected = torch.tensor(
+        [reference(float(m), dim, base) for m in positions], dtype=torch.float64
+    )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
 def test_layout_is_interleaved_sin_cos() -> None:
     pe = sinusoidal_embedding(torch.tensor(0), 6)
-    assert pe.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]  # sin 0 = 0, cos 0 = 1, pair by pair
+    assert pe.tolist() == [
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+    ]  # sin 0 = 0, cos 0 = 1, pair by pair
 
 
 @pytest.mark.parametrize("shape", [(), (5,), (2, 3), (2, 3, 4)])
-def test_shape_is_positions_shape_plus_dim(shape: tuple[int, ...], device: torch.device) -> None:
+def test_shape_is_positions_shape_plus_dim(
+    shape: tuple[int, ...], device: torch.device
+) -> None:
     positions = torch.randint(0, 1000, shape, device=device)
     pe = sinusoidal_embedding(positions, 10)
     assert pe.shape == (*shape, 10)
@@ -63,7 +76,9 @@ def test_shape_is_positions_shape_plus_dim(shape: tuple[int, ...], device: torch
 
 def test_float_positions_interpolate_the_integer_ones() -> None:
     pe = sinusoidal_embedding(torch.tensor([2.5]), 8, dtype=torch.float64)[0]
-    torch.testing.assert_close(pe, torch.tensor(reference(2.5, 8), dtype=torch.float64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        pe, torch.tensor(reference(2.5, 8), dtype=torch.float64), rtol=0, atol=1e-14
+    )
 
 
 def test_python_numbers_and_lists_are_accepted() -> None:
@@ -71,7 +86,9 @@ def test_python_numbers_and_lists_are_accepted() -> None:
     assert sinusoidal_embedding([1, 2, 3], 4).shape == (3, 4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+)
 def test_dtype_is_respected(dtype: torch.dtype) -> None:
     pe = sinusoidal_embedding(torch.arange(4), 8, dtype=dtype)
     assert pe.dtype == dtype
@@ -92,7 +109,9 @@ def test_default_dtype_follows_torch_default() -> None:
 @pytest.mark.parametrize("position", [1e5, 123_457, 1e6, 3e7])
 def test_large_positions_stay_accurate_in_float32(position: float) -> None:
     """float32 output, float64 angles: every component within one float32 rounding of the exact value."""
-    pe = sinusoidal_embedding(torch.tensor([position]), 64, dtype=torch.float32)[0].double()
+    pe = sinusoidal_embedding(torch.tensor([position]), 64, dtype=torch.float32)[
+        0
+    ].double()
     mpmath.mp.dps = 40
     exact = []
     for i in range(32):
@@ -107,7 +126,9 @@ def test_float32_angles_would_not_be_accurate() -> None:
     """Why the angles are float64: the same computation in float32 is visibly wrong at m = 1e5."""
     position, theta = torch.tensor([1e5]), frequencies(64, dtype=torch.float32)
     naive = torch.sin(position[:, None] * theta)[0].double()
-    exact = torch.sin(torch.tensor([1e5], dtype=torch.float64)[:, None] * frequencies(64))[0]
+    exact = torch.sin(
+        torch.tensor([1e5], dtype=torch.float64)[:, None] * frequencies(64)
+    )[0]
     assert (naive - exact).abs().max() > 1e-3
     kexue = sinusoidal_embedding(position, 64)[0, 0::2].double()
     assert (kexue - exact).abs().max() < 1e-6
@@ -120,16 +141,24 @@ def test_float32_angles_would_not_be_accurate() -> None:
     shift=st.integers(-(10**6), 10**6),
     dim=st.sampled_from([2, 8, 64]),
 )
-def test_inner_product_depends_only_on_the_offset(m: int, n: int, shift: int, dim: int) -> None:
+def test_inner_product_depends_only_on_the_offset(
+    m: int, n: int, shift: int, dim: int
+) -> None:
     """<PE(m), PE(n)> = sum_i cos((m - n) theta_i) = <PE(m + s), PE(n + s)>."""
-    pe = sinusoidal_embedding(torch.tensor([m, n, m + shift, n + shift]), dim, dtype=torch.float64)
+    pe = sinusoidal_embedding(
+        torch.tensor([m, n, m + shift, n + shift]), dim, dtype=torch.float64
+    )
     expected = torch.cos((m - n) * frequencies(dim)).sum()
     torch.testing.assert_close(pe[0] @ pe[1], expected, rtol=0, atol=1e-9)
     torch.testing.assert_close(pe[2] @ pe[3], expected, rtol=0, atol=1e-9)
 
 
 @settings(max_examples=100, deadline=None)
-@given(m=st.integers(-(10**5), 10**5), k=st.integers(-(10**5), 10**5), dim=st.sampled_from([2, 6, 32]))
+@given(
+    m=st.integers(-(10**5), 10**5),
+    k=st.integers(-(10**5), 10**5),
+    dim=st.sampled_from([2, 6, 32]),
+)
 def test_shift_matrix_moves_every_position_by_k(m: int, k: int, dim: int) -> None:
     shift = relative_shift_matrix(k, dim, dtype=torch.float64)
     pe = sinusoidal_embedding(torch.tensor([m, m + k]), dim, dtype=torch.float64)
@@ -141,7 +170,9 @@ def test_shift_matrices_are_orthogonal_and_compose(device: torch.device) -> None
     shifts = relative_shift_matrix(k, 16, dtype=torch.float64)
     assert shifts.shape == (3, 16, 16)
     eye = torch.eye(16, dtype=torch.float64, device=device)
-    torch.testing.assert_close(shifts @ shifts.mT, eye.expand(3, 16, 16), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        shifts @ shifts.mT, eye.expand(3, 16, 16), rtol=0, atol=1e-12
+    )
     composed = relative_shift_matrix(k[0] + k[1], 16, dtype=torch.float64)
     torch.testing.assert_close(shifts[0] @ shifts[1], composed, rtol=0, atol=1e-12)
     inverse = relative_shift_matrix(-k, 16, dtype=torch.float64)
@@ -159,9 +190,12 @@ def test_module_table_matches_the_function_and_grows(device: torch.device) -> No
     positions = torch.tensor([[0, 3, 7], [100, 2, 5]], device=device)
     out = module(positions)
     assert len(module.table) >= 101
-    torch.testing.assert_close(out, sinusoidal_embedding(positions, 16), rtol=0, atol=1e-6)
     torch.testing.assert_close(
-        module(torch.tensor([-3.5], device=device)), sinusoidal_embedding([-3.5], 16).to(device)
+        out, sinusoidal_embedding(positions, 16), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        module(torch.tensor([-3.5], device=device)),
+        sinusoidal_embedding([-3.5], 16).to(device),
     )
     assert module.state_dict() == {}
 
@@ -219,7 +253,9 @@ def test_toeplitz_share_against_a_direct_least_squares_fit() -> None:
     for batch in range(2):
         target = matrix[batch].flatten()
         fitted = design @ torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
-        expected = 1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+        expected = (
+            1 - ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+        )
         torch.testing.assert_close(toeplitz_share(matrix)[batch], expected)
 
 

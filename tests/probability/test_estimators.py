@@ -8,7 +8,13 @@ import pytest
 import sympy as sp
 import torch
 
-from kexue.probability.estimators import c4, expectation_iid, jackknife, unbiased_std, variance
+from kexue.probability.estimators import (
+    c4,
+    expectation_iid,
+    jackknife,
+    unbiased_std,
+    variance,
+)
 
 
 @pytest.mark.parametrize("correction", [0, 1, 2])
@@ -16,14 +22,19 @@ def test_variance_agrees_with_torch(correction: int, device: torch.device) -> No
     x = torch.randn(4, 3, 9, dtype=torch.float64, device=device)
     for dim in (0, 1, -1):
         torch.testing.assert_close(
-            variance(x, dim, correction=correction), torch.var(x, dim, correction=correction)
+            variance(x, dim, correction=correction),
+            torch.var(x, dim, correction=correction),
         )
     assert variance(x, keepdim=True).shape == (4, 3, 1)
 
 
 def test_variance_is_stable_under_a_large_offset() -> None:
-    x = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    shifted = (x + 1e4).float()  # float32, offset 1e4: E[x^2] - E[x]^2 cancels about 8 digits
+    x = torch.randn(
+        1000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    shifted = (
+        x + 1e4
+    ).float()  # float32, offset 1e4: E[x^2] - E[x]^2 cancels about 8 digits
     exact = torch.var(shifted.double())
     two_pass = variance(shifted).item()
     one_pass = (shifted.pow(2).mean() - shifted.mean().pow(2)).item() * 1000 / 999
@@ -34,7 +45,11 @@ def test_variance_is_stable_under_a_large_offset() -> None:
 def test_variance_needs_enough_samples() -> None:
     with pytest.raises(ValueError, match="need more than 1 samples"):
         variance(torch.randn(3, 1))
-    assert variance(torch.randn(3, 1), correction=0).tolist() == [0.0, 0.0, 0.0]  # n = 1, 1/n: always 0
+    assert variance(torch.randn(3, 1), correction=0).tolist() == [
+        0.0,
+        0.0,
+        0.0,
+    ]  # n = 1, 1/n: always 0
     with pytest.raises(TypeError, match="floating"):
         variance(torch.ones(3, dtype=torch.long))
 
@@ -43,7 +58,9 @@ def test_c4_exact_values() -> None:
     assert c4(2).item() == pytest.approx(math.sqrt(2 / math.pi), rel=1e-14)
     assert c4(3).item() == pytest.approx(math.sqrt(math.pi) / 2, rel=1e-14)
     n = 10**4  # no overflow through lgamma; c4 = 1 - 1/(4n) - 7/(32 n^2) + O(n^-3)
-    assert c4(torch.tensor([n])).item() == pytest.approx(1 - 1 / (4 * n) - 7 / (32 * n**2), abs=1e-11)
+    assert c4(torch.tensor([n])).item() == pytest.approx(
+        1 - 1 / (4 * n) - 7 / (32 * n**2), abs=1e-11
+    )
     with pytest.raises(ValueError, match="n >= 2"):
         c4(torch.tensor([1, 5]))
 
@@ -63,7 +80,9 @@ def test_unbiased_std_is_unbiased_for_gaussian_samples() -> None:
 def explicit_jackknife(statistic, sample: torch.Tensor) -> tuple[float, float]:
     n = len(sample)
     full = statistic(sample, dim=-1).item()
-    partial = torch.stack([statistic(torch.cat([sample[:i], sample[i + 1 :]]), dim=-1) for i in range(n)])
+    partial = torch.stack(
+        [statistic(torch.cat([sample[:i], sample[i + 1 :]]), dim=-1) for i in range(n)]
+    )
     mean_partial = partial.mean().item()
     error = math.sqrt((n - 1) / n * ((partial - mean_partial) ** 2).sum().item())
     return n * full - (n - 1) * mean_partial, error
@@ -90,7 +109,9 @@ def test_jackknife_of_the_squared_mean_is_the_unbiased_estimator() -> None:
     torch.testing.assert_close(corrected, expected)
 
 
-def test_jackknife_of_the_mean_is_the_mean_with_the_usual_error(device: torch.device) -> None:
+def test_jackknife_of_the_mean_is_the_mean_with_the_usual_error(
+    device: torch.device,
+) -> None:
     x = torch.randn(3, 12, dtype=torch.float64, device=device)
     corrected, error = jackknife(lambda t, dim: t.mean(dim), x)
     torch.testing.assert_close(corrected, x.mean(-1))

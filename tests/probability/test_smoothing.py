@@ -29,7 +29,10 @@ def kernel_density(kernel: str, u: torch.Tensor, width: float) -> torch.Tensor:
 def convolve(f, kernel: str, x: torch.Tensor, width: float) -> torch.Tensor:
     """int f(y) phi(x - y) dy by the trapezoid rule on a fine grid (independent of the closed forms)."""
     y = torch.linspace(
-        -60 * width + x.min().item(), 60 * width + x.max().item(), 400_001, dtype=torch.float64
+        -60 * width + x.min().item(),
+        60 * width + x.max().item(),
+        400_001,
+        dtype=torch.float64,
     )
     weights = kernel_density(kernel, x[:, None] - y[None, :], width)
     return torch.trapezoid(f(y)[None, :] * weights, y, dim=-1)
@@ -41,12 +44,18 @@ def test_relu_and_step_match_numerical_convolution(kernel: str, width: float) ->
     x = torch.linspace(-3, 3, 13, dtype=torch.float64)
     # the trapezoid rule's error at the kink is about phi * h^2 / 4 with h = 3e-4: a few 1e-9
     torch.testing.assert_close(
-        smooth_relu(x, width, kernel=kernel), convolve(F.relu, kernel, x, width), atol=2e-8, rtol=0
+        smooth_relu(x, width, kernel=kernel),
+        convolve(F.relu, kernel, x, width),
+        atol=2e-8,
+        rtol=0,
     )
     heaviside = lambda y: (y > 0).double()  # noqa: E731
     # at the jump the trapezoid rule is only first order: error up to about h * max(phi) / 2 = 2e-4
     torch.testing.assert_close(
-        smooth_step(x, width, kernel=kernel), convolve(heaviside, kernel, x, width), atol=3e-4, rtol=0
+        smooth_step(x, width, kernel=kernel),
+        convolve(heaviside, kernel, x, width),
+        atol=3e-4,
+        rtol=0,
     )
 
 
@@ -54,20 +63,27 @@ def test_step_smoothing_gives_torchs_gelu_and_silu(device: torch.device) -> None
     x = torch.linspace(-8, 8, 1001, device=device, dtype=torch.float64)
     torch.testing.assert_close(step_smoothed_relu(x, 1.0), F.gelu(x))
     torch.testing.assert_close(step_smoothed_relu(x, 1.0, kernel="logistic"), F.silu(x))
-    torch.testing.assert_close(smooth_relu(x, 0.5, kernel="logistic"), F.softplus(x, beta=2.0))
+    torch.testing.assert_close(
+        smooth_relu(x, 0.5, kernel="logistic"), F.softplus(x, beta=2.0)
+    )
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_abs_max_are_built_from_relu(kernel: str) -> None:
     x = torch.linspace(-4, 4, 81, dtype=torch.float64)
-    torch.testing.assert_close(smooth_abs(x, 0.2, kernel=kernel), 2 * smooth_relu(x, 0.2, kernel=kernel) - x)
+    torch.testing.assert_close(
+        smooth_abs(x, 0.2, kernel=kernel), 2 * smooth_relu(x, 0.2, kernel=kernel) - x
+    )
     a, b = torch.randn(2, 50, dtype=torch.float64)
-    assert (smooth_max(a, b, 1e-3, kernel=kernel) - torch.maximum(a, b)).abs().max() < 1e-3
+    assert (
+        smooth_max(a, b, 1e-3, kernel=kernel) - torch.maximum(a, b)
+    ).abs().max() < 1e-3
     assert (smooth_abs(x, 1e-3, kernel=kernel) - x.abs()).abs().max() < 2e-3
 
 
 @pytest.mark.parametrize(
-    ("kernel", "bound"), [("gaussian", 1 / math.sqrt(2 * math.pi)), ("logistic", math.log(2))]
+    ("kernel", "bound"),
+    [("gaussian", 1 / math.sqrt(2 * math.pi)), ("logistic", math.log(2))],
 )
 def test_sup_error_is_linear_in_the_width(kernel: str, bound: float) -> None:
     x = torch.linspace(-10, 10, 200_001, dtype=torch.float64)
@@ -77,7 +93,9 @@ def test_sup_error_is_linear_in_the_width(kernel: str, bound: float) -> None:
 
 
 def test_floor_numbers_from_the_article() -> None:
-    values = smooth_floor(torch.tensor([3.2, 7.9], dtype=torch.float64), 0.1, lo=-5, hi=10)
+    values = smooth_floor(
+        torch.tensor([3.2, 7.9], dtype=torch.float64), 0.1, lo=-5, hi=10
+    )
     assert values.tolist() == pytest.approx([2.88, 7.27], abs=5e-3)
     sharp = smooth_floor(torch.tensor([-2.5, 0.5, 3.2, 7.9, 10.5]), 1e-3, lo=-5, hi=10)
     assert sharp.tolist() == pytest.approx([-3.0, 0.0, 3.0, 7.0, 10.0], abs=1e-6)
@@ -85,8 +103,12 @@ def test_floor_numbers_from_the_article() -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_extreme_inputs_stay_finite(kernel: str, dtype: torch.dtype, device: torch.device) -> None:
-    x = torch.tensor([-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], dtype=dtype, device=device)
+def test_extreme_inputs_stay_finite(
+    kernel: str, dtype: torch.dtype, device: torch.device
+) -> None:
+    x = torch.tensor(
+        [-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4], dtype=dtype, device=device
+    )
     for function in (smooth_relu, smooth_step, step_smoothed_relu, smooth_abs):
         out = function(x, 0.5, kernel=kernel)
         assert out.dtype == dtype and torch.isfinite(out).all(), function.__name__
@@ -98,7 +120,9 @@ def test_extreme_inputs_stay_finite(kernel: str, dtype: torch.dtype, device: tor
 def test_gradients(kernel: str) -> None:
     x = torch.linspace(-3, 3, 9, dtype=torch.float64, requires_grad=True)
     for function in (smooth_relu, smooth_step, step_smoothed_relu):
-        assert torch.autograd.gradcheck(lambda t, f=function: f(t, 0.7, kernel=kernel), (x,))
+        assert torch.autograd.gradcheck(
+            lambda t, f=function: f(t, 0.7, kernel=kernel), (x,)
+        )
     # the derivative of the smoothed ReLU is the smoothed step
     (grad,) = torch.autograd.grad(smooth_relu(x, 0.7, kernel=kernel).sum(), x)
     torch.testing.assert_close(grad, smooth_step(x.detach(), 0.7, kernel=kernel))

@@ -31,7 +31,9 @@ def test_legs_entries_and_spectrum() -> None:
     assert torch.all(torch.triu(A, diagonal=1) == 0)
     assert B.tolist() == pytest.approx([math.sqrt(2 * (2 * n + 1)) for n in range(4)])
     eigenvalues = torch.linalg.eigvals(legs(12)[0]).real.sort().values
-    torch.testing.assert_close(eigenvalues, -torch.arange(12, 0, -1, dtype=torch.float64))
+    torch.testing.assert_close(
+        eigenvalues, -torch.arange(12, 0, -1, dtype=torch.float64)
+    )
 
 
 def test_legt_entries_and_window() -> None:
@@ -39,8 +41,12 @@ def test_legt_entries_and_window() -> None:
     for n in range(3):
         for k in range(3):
             sign = 1 if k < n else (-1) ** (n - k)
-            assert A[n, k].item() == pytest.approx(-math.sqrt((2 * n + 1) * (2 * k + 1)) * sign / 2)
-    assert B.tolist() == pytest.approx([math.sqrt(2 * (2 * n + 1)) / 2 for n in range(3)])
+            assert A[n, k].item() == pytest.approx(
+                -math.sqrt((2 * n + 1) * (2 * k + 1)) * sign / 2
+            )
+    assert B.tolist() == pytest.approx(
+        [math.sqrt(2 * (2 * n + 1)) / 2 for n in range(3)]
+    )
 
 
 def test_s4_conventions() -> None:
@@ -52,7 +58,9 @@ def test_s4_conventions() -> None:
         -0.5
         * r[:, None]
         * r[None, :]
-        * torch.where(n[:, None] >= n[None, :], 1.0, (-1.0) ** (n[:, None] - n[None, :]))
+        * torch.where(
+            n[:, None] >= n[None, :], 1.0, (-1.0) ** (n[:, None] - n[None, :])
+        )
     )
     torch.testing.assert_close(A, s4_A)
     torch.testing.assert_close(B / math.sqrt(2), 0.5 * r)
@@ -74,13 +82,22 @@ def test_matvec_equals_dense(device: torch.device) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_discretisations_against_scipy(method: str) -> None:
     A, B = legt(6, window=1.5)
-    names = {"forward": "euler", "backward": "backward_diff", "bilinear": "bilinear", "zoh": "zoh"}
+    names = {
+        "forward": "euler",
+        "backward": "backward_diff",
+        "bilinear": "bilinear",
+        "zoh": "zoh",
+    }
     A_bar, B_bar = discretize(A, B, 0.05, method=method)
     ref = cont2discrete(
-        (A.numpy(), B.numpy()[:, None], np.eye(6), np.zeros((6, 1))), 0.05, method=names[method]
+        (A.numpy(), B.numpy()[:, None], np.eye(6), np.zeros((6, 1))),
+        0.05,
+        method=names[method],
     )
     torch.testing.assert_close(A_bar, torch.from_numpy(ref[0]), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(B_bar, torch.from_numpy(ref[1][:, 0]), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        B_bar, torch.from_numpy(ref[1][:, 0]), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_discretize_is_batched_over_steps() -> None:
@@ -109,7 +126,10 @@ def test_legs_memory_tracks_the_projection() -> None:
     expected = torch.stack(
         [
             torch.trapezoid(
-                history * math.sqrt((2 * n + 1) / 2) * torch.from_numpy(eval_legendre(n, s.numpy())), s
+                history
+                * math.sqrt((2 * n + 1) / 2)
+                * torch.from_numpy(eval_legendre(n, s.numpy())),
+                s,
             )
             for n in range(N)
         ]
@@ -131,7 +151,9 @@ def test_reconstruct_inverts_the_basis() -> None:
     for n in range(5):
         coeffs = torch.zeros(5, dtype=torch.float64)
         coeffs[n] = 1.0
-        expected = math.sqrt((2 * n + 1) / 2) * torch.from_numpy(eval_legendre(n, s.numpy()))
+        expected = math.sqrt((2 * n + 1) / 2) * torch.from_numpy(
+            eval_legendre(n, s.numpy())
+        )
         torch.testing.assert_close(reconstruct(coeffs, s), expected)
 
 

@@ -41,12 +41,20 @@ def entropy_invariant_scale(
     """
     if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 1:
         raise ValueError(f"head_dim must be a positive int, got {head_dim!r}")
-    if isinstance(train_length, bool) or not isinstance(train_length, int) or train_length < 2:
+    if (
+        isinstance(train_length, bool)
+        or not isinstance(train_length, int)
+        or train_length < 2
+    ):
         raise ValueError(f"train_length must be an int >= 2, got {train_length!r}")
     if min_length is not None and (
-        isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1
+        isinstance(min_length, bool)
+        or not isinstance(min_length, int)
+        or min_length < 1
     ):
-        raise ValueError(f"min_length must be a positive int or None, got {min_length!r}")
+        raise ValueError(
+            f"min_length must be a positive int or None, got {min_length!r}"
+        )
     n = torch.as_tensor(n)
     if not n.is_floating_point():
         n = n.to(torch.float32)
@@ -117,18 +125,34 @@ def scaled_attention(
         if scale == "standard":
             row_scale = torch.full_like(counts, 1 / math.sqrt(d), dtype=q.dtype)
         elif scale == "entropy_invariant":
-            precise = counts.to(torch.promote_types(q.dtype, torch.float32))  # float64 scale for float64 q
-            row_scale = entropy_invariant_scale(precise, d, train_length=train_length, min_length=min_length)
+            precise = counts.to(
+                torch.promote_types(q.dtype, torch.float32)
+            )  # float64 scale for float64 q
+            row_scale = entropy_invariant_scale(
+                precise, d, train_length=train_length, min_length=min_length
+            )
         else:
-            raise ValueError(f"scale must be 'standard', 'entropy_invariant' or a number, got {scale!r}")
-    elif isinstance(scale, int | float) and not isinstance(scale, bool) and math.isfinite(scale):
+            raise ValueError(
+                f"scale must be 'standard', 'entropy_invariant' or a number, got {scale!r}"
+            )
+    elif (
+        isinstance(scale, int | float)
+        and not isinstance(scale, bool)
+        and math.isfinite(scale)
+    ):
         row_scale = torch.full_like(counts, float(scale), dtype=q.dtype)
     else:
-        raise ValueError(f"scale must be 'standard', 'entropy_invariant' or a number, got {scale!r}")
+        raise ValueError(
+            f"scale must be 'standard', 'entropy_invariant' or a number, got {scale!r}"
+        )
     if empty.any():
-        allowed = allowed | empty  # let empty rows see everything, then zero them below: no NaN anywhere
+        allowed = (
+            allowed | empty
+        )  # let empty rows see everything, then zero them below: no NaN anywhere
     attn_mask = allowed if (mask is not None or causal or empty.any()) else None
-    out = F.scaled_dot_product_attention(q * row_scale.to(q.dtype), k, v, attn_mask=attn_mask, scale=1.0)
+    out = F.scaled_dot_product_attention(
+        q * row_scale.to(q.dtype), k, v, attn_mask=attn_mask, scale=1.0
+    )
     if empty.any():
         out = out.masked_fill(empty, 0.0)
     return out
@@ -147,21 +171,33 @@ def attention_entropy(probs: Tensor, dim: int = -1) -> Tensor:
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor) or t.dim() != 4 or not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating tensor of shape (batch, heads, seq, dim)")
-    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
+            raise ValueError(
+                f"{name} must be a floating tensor of shape (batch, heads, seq, dim)"
+            )
+    if (
+        q.shape[:2] != k.shape[:2]
+        or k.shape[:3] != v.shape[:3]
+        or q.shape[-1] != k.shape[-1]
+    ):
         raise ValueError(
             f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
             "(need the same batch and heads, q and k the same dim, k and v the same length)"
         )
     if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+        raise ValueError(
+            f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}"
+        )
     if mask is not None:
         target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
         try:
             torch.broadcast_shapes(mask.shape, target)
         except RuntimeError as err:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {target}") from err
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to {target}"
+            ) from err
         if torch.broadcast_shapes(mask.shape, target) != target:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {target}")
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to {target}"
+            )
         if mask.device != q.device:
             raise ValueError(f"mask is on {mask.device} but q is on {q.device}")

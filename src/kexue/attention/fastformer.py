@@ -70,14 +70,18 @@ class FastformerAttention(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if dim % heads != 0:
-            raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
+            raise ValueError(
+                f"dim must be divisible by heads, got dim={dim}, heads={heads}"
+            )
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
         self.share_query_value = share_query_value
         self.query_residual = query_residual
         self.query = nn.Linear(dim, dim, bias=bias)
         self.key = nn.Linear(dim, dim, bias=bias)
         self.value = None if share_query_value else nn.Linear(dim, dim, bias=bias)
-        self.query_score = nn.Linear(dim, heads, bias=bias)  # one score per head, from all heads' queries
+        self.query_score = nn.Linear(
+            dim, heads, bias=bias
+        )  # one score per head, from all heads' queries
         self.key_score = nn.Linear(dim, heads, bias=bias)
         self.transform = nn.Linear(dim, dim, bias=bias)
 
@@ -113,13 +117,23 @@ class FastformerAttention(nn.Module):
 
         q = self.query(x)  # (batch, seq, dim)
         k = self.key(x)
-        alpha = _masked_softmax(self.query_score(q) * scale, mask)  # (batch, seq, heads)
+        alpha = _masked_softmax(
+            self.query_score(q) * scale, mask
+        )  # (batch, seq, heads)
         q_heads = _zero_padding(q.view(split), mask)
-        q_bar = torch.einsum("bnh,bnhe->bhe", alpha, q_heads)  # the global query, (batch, heads, head_dim)
+        q_bar = torch.einsum(
+            "bnh,bnhe->bhe", alpha, q_heads
+        )  # the global query, (batch, heads, head_dim)
 
-        p = k.view(split) * q_bar.unsqueeze(1)  # p_i = k_i * q_bar, (batch, seq, heads, head_dim)
-        beta = _masked_softmax(self.key_score(p.reshape(batch, seq, self.dim)) * scale, mask)
-        k_bar = torch.einsum("bnh,bnhe->bhe", beta, _zero_padding(p, mask))  # the global key
+        p = k.view(split) * q_bar.unsqueeze(
+            1
+        )  # p_i = k_i * q_bar, (batch, seq, heads, head_dim)
+        beta = _masked_softmax(
+            self.key_score(p.reshape(batch, seq, self.dim)) * scale, mask
+        )
+        k_bar = torch.einsum(
+            "bnh,bnhe->bhe", beta, _zero_padding(p, mask)
+        )  # the global key
 
         v = q_heads if self.value is None else self.value(x).view(split)
         u = (k_bar.unsqueeze(1) * v).reshape(batch, seq, self.dim)  # u_i = k_bar * v_i
@@ -158,7 +172,10 @@ class FastformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.attention = FastformerAttention(
-            dim, heads, share_query_value=share_query_value, query_residual=query_residual
+            dim,
+            heads,
+            share_query_value=share_query_value,
+            query_residual=query_residual,
         )
         ffn_dim = 4 * dim if ffn_dim is None else ffn_dim
         if isinstance(ffn_dim, bool) or not isinstance(ffn_dim, int) or ffn_dim < 1:
@@ -167,13 +184,17 @@ class FastformerBlock(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.attention_out = nn.Linear(dim, dim)
         self.attention_norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim)
+        )
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``(batch, seq, dim)`` to ``(batch, seq, dim)``; ``mask`` as in :class:`FastformerAttention`."""
-        h = self.attention_norm(x + self.dropout(self.attention_out(self.attention(x, mask))))
+        h = self.attention_norm(
+            x + self.dropout(self.attention_out(self.attention(x, mask)))
+        )
         return self.ffn_norm(h + self.dropout(self.ffn(h)))
 
 
@@ -210,6 +231,8 @@ def _check_input(x: Tensor, mask: Tensor | None, dim: int) -> None:
         got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise TypeError(f"mask must be a boolean tensor (True = real token), got {got}")
     if mask.shape != x.shape[:2]:
-        raise ValueError(f"mask must have shape (batch, seq) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must have shape (batch, seq) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}"
+        )
     if mask.device != x.device:
         raise ValueError(f"mask must be on x's device {x.device}, got {mask.device}")

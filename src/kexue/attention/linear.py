@@ -50,7 +50,9 @@ def linear_attention(
     """
     phi = _feature(feature_map)
     _check(q, k, v, mask)
-    return _attend(phi(q), phi(k), v, causal=causal, eps=eps, mask=mask, chunk_size=chunk_size)
+    return _attend(
+        phi(q), phi(k), v, causal=causal, eps=eps, mask=mask, chunk_size=chunk_size
+    )
 
 
 def orthogonal_gaussian(
@@ -67,20 +69,24 @@ def orthogonal_gaussian(
     Gaussian but rows within a block are exactly orthogonal (lower variance than iid rows).
     """
     if num_features < 1 or dim < 1:
-        raise ValueError(f"num_features and dim must be positive, got {num_features}, {dim}")
+        raise ValueError(
+            f"num_features and dim must be positive, got {num_features}, {dim}"
+        )
     blocks = []
     for _ in range(math.ceil(num_features / dim)):
         gaussian = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
         q, _ = torch.linalg.qr(gaussian)
         blocks.append(q.T)
     rows = torch.cat(blocks)[:num_features]
-    norms = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(
-        dim=-1, keepdim=True
-    )
+    norms = torch.randn(
+        num_features, dim, generator=generator, dtype=torch.float64
+    ).norm(dim=-1, keepdim=True)
     return (rows * norms).to(dtype)
 
 
-def favor_features(x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-4) -> Tensor:
+def favor_features(
+    x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-4
+) -> Tensor:
     """Performer's positive random features ``m^(-1/2) (exp(w_r . x~ - |x~|^2 / 2 - s) + eps)``.
 
     Here ``x~ = d^(-1/4) x``, so that ``phi(q) . phi(k)`` estimates ``exp(q . k / sqrt(d))`` (up to scale).
@@ -106,11 +112,22 @@ def favor_features(x: Tensor, projection: Tensor, *, is_query: bool, eps: float 
         stabiliser = logits.amax(dim=dims, keepdim=True)
         return (torch.exp(logits - stabiliser.detach()) + eps) / math.sqrt(m)
     logits.sub_(half_norm)
-    return logits.sub_(logits.amax(dim=dims, keepdim=True)).exp_().add_(eps).div_(math.sqrt(m))
+    return (
+        logits.sub_(logits.amax(dim=dims, keepdim=True))
+        .exp_()
+        .add_(eps)
+        .div_(math.sqrt(m))
+    )
 
 
 def performer_attention(
-    q: Tensor, k: Tensor, v: Tensor, projection: Tensor, *, causal: bool = False, mask: Tensor | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    projection: Tensor,
+    *,
+    causal: bool = False,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """FAVOR+ attention: linear attention with :func:`favor_features`, approximating
     ``softmax(q k^T / sqrt(d)) v``."""
@@ -121,14 +138,25 @@ def performer_attention(
 
 
 def _attend(
-    phi_q: Tensor, phi_k: Tensor, v: Tensor, *, causal: bool, eps: float, mask, chunk_size: int
+    phi_q: Tensor,
+    phi_k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool,
+    eps: float,
+    mask,
+    chunk_size: int,
 ) -> Tensor:
     if mask is not None:
-        phi_k = phi_k * mask.to(phi_k.dtype).unsqueeze(-1)  # padded keys contribute nothing
+        phi_k = phi_k * mask.to(phi_k.dtype).unsqueeze(
+            -1
+        )  # padded keys contribute nothing
     if not causal:
         kv = phi_k.transpose(-1, -2) @ v  # (..., d, dv)
         normaliser = phi_k.sum(-2)  # (..., d)
-        return (phi_q @ kv) / ((phi_q * normaliser.unsqueeze(-2)).sum(-1, keepdim=True) + eps)
+        return (phi_q @ kv) / (
+            (phi_q * normaliser.unsqueeze(-2)).sum(-1, keepdim=True) + eps
+        )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     state = phi_k.new_zeros(*phi_k.shape[:-2], phi_k.shape[-1], v.shape[-1])
@@ -138,14 +166,18 @@ def _attend(
         qc, kc, vc = (t[..., start : start + chunk_size, :] for t in (phi_q, phi_k, v))
         local = (qc @ kc.transpose(-1, -2)).tril()  # within the chunk: keys j <= i
         numerator = local @ vc + qc @ state
-        denominator = local.sum(-1, keepdim=True) + (qc * total.unsqueeze(-2)).sum(-1, keepdim=True)
+        denominator = local.sum(-1, keepdim=True) + (qc * total.unsqueeze(-2)).sum(
+            -1, keepdim=True
+        )
         outputs.append(numerator / (denominator + eps))
         state = state + kc.transpose(-1, -2) @ vc
         total = total + kc.sum(-2)
     return torch.cat(outputs, dim=-2)
 
 
-def _feature(feature_map: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+def _feature(
+    feature_map: str | Callable[[Tensor], Tensor],
+) -> Callable[[Tensor], Tensor]:
     if callable(feature_map):
         return feature_map
     if feature_map not in FEATURE_MAPS:
@@ -158,11 +190,21 @@ def _feature(feature_map: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor]
 def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor) or t.dim() != 4 or not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating tensor of shape (batch, heads, seq, dim)")
-    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+            raise ValueError(
+                f"{name} must be a floating tensor of shape (batch, heads, seq, dim)"
+            )
+    if (
+        q.shape[:2] != k.shape[:2]
+        or k.shape[:3] != v.shape[:3]
+        or q.shape[-1] != k.shape[-1]
+    ):
+        raise ValueError(
+            f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+        raise ValueError(
+            f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}"
+        )
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError("mask must be boolean (True = real token)")

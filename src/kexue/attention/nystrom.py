@@ -35,7 +35,11 @@ def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
     """
     if not isinstance(a, Tensor) or not a.is_floating_point() or a.dim() < 2:
         raise ValueError("a must be a floating tensor of shape (..., m, n)")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, int)
+        or iterations < 0
+    ):
         raise ValueError(f"iterations must be a non-negative int, got {iterations!r}")
     magnitude = a.abs()
     norm_1 = magnitude.sum(-2).amax(-1)  # largest column sum
@@ -49,7 +53,9 @@ def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
     return z
 
 
-def segment_landmarks(x: Tensor, num_landmarks: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def segment_landmarks(
+    x: Tensor, num_landmarks: int, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Means of ``num_landmarks`` contiguous segments of the real tokens, and which landmarks exist.
 
     The ``L`` real tokens of a sequence (``mask`` True; all of them when ``mask`` is None) are split, in
@@ -67,23 +73,38 @@ def segment_landmarks(x: Tensor, num_landmarks: int, mask: Tensor | None = None)
         ``(batch, m)`` boolean (False for the ``m - L`` landmarks of a sequence shorter than ``m``).
     """
     batch, heads, seq, dim = x.shape
-    if mask is None and seq % num_landmarks == 0:  # the paper's case: equal segments, a reshape
-        means = x.reshape(batch, heads, num_landmarks, seq // num_landmarks, dim).mean(-2)
-        return means, torch.ones(batch, num_landmarks, dtype=torch.bool, device=x.device)
+    if (
+        mask is None and seq % num_landmarks == 0
+    ):  # the paper's case: equal segments, a reshape
+        means = x.reshape(batch, heads, num_landmarks, seq // num_landmarks, dim).mean(
+            -2
+        )
+        return means, torch.ones(
+            batch, num_landmarks, dtype=torch.bool, device=x.device
+        )
     if mask is None:
         mask = torch.ones(batch, seq, dtype=torch.bool, device=x.device)
     lengths = mask.sum(-1, keepdim=True)  # (batch, 1)
     ranks = mask.cumsum(-1) - 1
     segments = ranks * lengths.clamp(max=num_landmarks) // lengths.clamp(min=1)
-    segments = torch.where(mask, segments, num_landmarks)  # masked tokens go to a dropped extra column
-    membership = F.one_hot(segments, num_landmarks + 1)[..., :num_landmarks].to(x.dtype)  # (batch, seq, m)
+    segments = torch.where(
+        mask, segments, num_landmarks
+    )  # masked tokens go to a dropped extra column
+    membership = F.one_hot(segments, num_landmarks + 1)[..., :num_landmarks].to(
+        x.dtype
+    )  # (batch, seq, m)
     counts = membership.sum(1)  # (batch, m)
     sums = torch.einsum("bsm,bhsd->bhmd", membership, x)
     return sums / counts.clamp(min=1)[:, None, :, None], counts > 0
 
 
 def nystrom_factors(
-    q: Tensor, k: Tensor, *, num_landmarks: int, mask: Tensor | None = None, scale: float | None = None
+    q: Tensor,
+    k: Tensor,
+    *,
+    num_landmarks: int,
+    mask: Tensor | None = None,
+    scale: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The three softmax kernels of Nyströmformer, each normalised over its last axis.
 
@@ -145,7 +166,9 @@ def nystrom_attention(
     out_dtype = q.dtype
     work = torch.promote_types(q.dtype, torch.float32)
     q, k, v = q.to(work), k.to(work), v.to(work)
-    kernel_f, kernel_a, kernel_b = nystrom_factors(q, k, num_landmarks=num_landmarks, mask=mask, scale=scale)
+    kernel_f, kernel_a, kernel_b = nystrom_factors(
+        q, k, num_landmarks=num_landmarks, mask=mask, scale=scale
+    )
     if mask is not None:
         v = v * mask[:, None, :, None].to(work)
     if pinv_iterations is None:
@@ -186,14 +209,26 @@ class NystromAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim < 1 or heads < 1 or dim % heads:
-            raise ValueError(f"dim must be a positive multiple of heads, got dim={dim}, heads={heads}")
+            raise ValueError(
+                f"dim must be a positive multiple of heads, got dim={dim}, heads={heads}"
+            )
         if conv_kernel is not None and (conv_kernel < 1 or conv_kernel % 2 == 0):
-            raise ValueError(f"conv_kernel must be a positive odd int or None, got {conv_kernel}")
+            raise ValueError(
+                f"conv_kernel must be a positive odd int or None, got {conv_kernel}"
+            )
         _check_landmarks(num_landmarks)
-        self.heads, self.num_landmarks, self.pinv_iterations = heads, num_landmarks, pinv_iterations
+        self.heads, self.num_landmarks, self.pinv_iterations = (
+            heads,
+            num_landmarks,
+            pinv_iterations,
+        )
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
-        self.conv_weight = None if conv_kernel is None else nn.Parameter(torch.zeros(heads, conv_kernel))
+        self.conv_weight = (
+            None
+            if conv_kernel is None
+            else nn.Parameter(torch.zeros(heads, conv_kernel))
+        )
         if self.conv_weight is not None:
             nn.init.normal_(self.conv_weight, std=conv_kernel**-0.5)
 
@@ -202,7 +237,11 @@ class NystromAttention(nn.Module):
         if x.dim() != 3:
             raise ValueError(f"x must be (batch, seq, dim), got shape {tuple(x.shape)}")
         batch, seq, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, seq, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(x)
+            .view(batch, seq, 3, self.heads, dim // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         out = nystrom_attention(
             q,
             k,
@@ -227,7 +266,9 @@ def _depthwise_conv(v: Tensor, weight: Tensor) -> Tensor:
     """Convolve each head's values along the sequence with that head's kernel (zero padding, centred)."""
     heads, size = weight.shape[-2:]
     if weight.dim() != 2 or heads != v.shape[1] or size % 2 == 0:
-        raise ValueError(f"conv_weight must be (heads={v.shape[1]}, odd kernel), got {tuple(weight.shape)}")
+        raise ValueError(
+            f"conv_weight must be (heads={v.shape[1]}, odd kernel), got {tuple(weight.shape)}"
+        )
     # (batch, heads, seq, dv) -> channels = heads, spatial = (seq, dv) with a (kernel, 1) filter per head
     filters = weight.to(v.dtype)[:, None, :, None]
     return F.conv2d(v, filters, padding=(size // 2, 0), groups=heads)
@@ -235,17 +276,27 @@ def _depthwise_conv(v: Tensor, weight: Tensor) -> Tensor:
 
 def _check_landmarks(num_landmarks: object) -> None:
     if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, int):
-        raise TypeError(f"num_landmarks must be an int, got {type(num_landmarks).__name__}")
+        raise TypeError(
+            f"num_landmarks must be an int, got {type(num_landmarks).__name__}"
+        )
     if num_landmarks < 1:
         raise ValueError(f"num_landmarks must be at least 1, got {num_landmarks}")
 
 
-def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, num_landmarks: object) -> None:
+def _check(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, num_landmarks: object
+) -> None:
     _check_landmarks(num_landmarks)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor) or t.dim() != 4 or not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating tensor of shape (batch, heads, seq, dim)")
-    if q.shape[:3] != k.shape[:3] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
+            raise ValueError(
+                f"{name} must be a floating tensor of shape (batch, heads, seq, dim)"
+            )
+    if (
+        q.shape[:3] != k.shape[:3]
+        or k.shape[:3] != v.shape[:3]
+        or q.shape[-1] != k.shape[-1]
+    ):
         raise ValueError(
             "self-attention shapes do not fit (q, k, v share batch, heads, seq; q and k share dim): "
             f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
@@ -253,7 +304,9 @@ def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, num_landmarks: 
     if q.shape[2] < 1:
         raise ValueError("seq must be at least 1")
     if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+        raise ValueError(
+            f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}"
+        )
     if mask is not None:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
             raise TypeError("mask must be a boolean tensor (True = real token)")

@@ -34,14 +34,18 @@ def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
         ValueError: ``n`` has a negative entry, or lives on another device than ``ratio``.
     """
     if not isinstance(ratio, Tensor) or not ratio.is_floating_point():
-        raise TypeError(f"ratio must be a real floating-point tensor, got {_describe(ratio)}")
+        raise TypeError(
+            f"ratio must be a real floating-point tensor, got {_describe(ratio)}"
+        )
     if isinstance(n, bool) or not isinstance(n, int | Tensor):
         raise TypeError(f"n must be an int or an integer tensor, got {_describe(n)}")
     n = torch.as_tensor(n, device=ratio.device)
     if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool:
         raise TypeError(f"n must be integer-valued, got dtype {n.dtype}")
     if n.device != ratio.device:
-        raise ValueError(f"n is on {n.device} but ratio is on {ratio.device}; move one of them")
+        raise ValueError(
+            f"n is on {n.device} but ratio is on {ratio.device}; move one of them"
+        )
     if bool((n < 0).any()):
         raise ValueError("n must be non-negative (it counts the terms of the sum)")
 
@@ -69,7 +73,9 @@ def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
     one_minus_ratio = 1 - ratio
     at_one = one_minus_ratio == 0
     # The division must not see 0/0 even where its result is discarded: NaN would leak into gradients.
-    quotient = numerator / torch.where(at_one, torch.ones_like(one_minus_ratio), one_minus_ratio)
+    quotient = numerator / torch.where(
+        at_one, torch.ones_like(one_minus_ratio), one_minus_ratio
+    )
     # At r = 1 use the first two Taylor terms, n + n(n-1)/2 (r - 1): exact value, exact derivative.
     taylor = count + count * (count - 1) / 2 * (ratio - 1)
     return torch.where(at_one, taylor, quotient).to(out_dtype)

@@ -13,8 +13,15 @@ def check_dim_and_base(dim: int, base: float) -> None:
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     if dim <= 0 or dim % 2:
-        raise ValueError(f"dim must be a positive even number (sin/cos pairs), got {dim}")
-    if isinstance(base, bool) or not isinstance(base, int | float) or not math.isfinite(base) or base <= 1:
+        raise ValueError(
+            f"dim must be a positive even number (sin/cos pairs), got {dim}"
+        )
+    if (
+        isinstance(base, bool)
+        or not isinstance(base, int | float)
+        or not math.isfinite(base)
+        or base <= 1
+    ):
         raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
 
 
@@ -24,7 +31,9 @@ def as_positions(positions: object, name: str = "positions") -> Tensor:
         try:
             positions = torch.as_tensor(positions)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor of numbers, got {type(positions).__name__}") from err
+            raise TypeError(
+                f"{name} must be a tensor of numbers, got {type(positions).__name__}"
+            ) from err
     if positions.dtype == torch.bool or positions.is_complex():
         raise TypeError(f"{name} must be integer or real, got dtype {positions.dtype}")
     return positions

@@ -31,7 +31,11 @@ LAYOUTS: tuple[str, ...] = ("interleaved", "half")
 
 
 def rope_angles(
-    positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
+    positions: Tensor,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """The angles ``m * theta_i`` reduced to ``[-pi, pi]``, shape ``positions.shape + (dim // 2,)``.
 
@@ -44,18 +48,26 @@ def rope_angles(
     angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
     theta = _frequency_table(dim, float(base), angle_dtype, positions.device)
     angles = positions.to(angle_dtype).unsqueeze(-1) * theta
-    turns = torch.round(angles * (1 / (2 * math.pi)))  # reduce to [-pi, pi]; faster than fmod in float64
+    turns = torch.round(
+        angles * (1 / (2 * math.pi))
+    )  # reduce to [-pi, pi]; faster than fmod in float64
     return (angles - turns * (2 * math.pi)).to(dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _frequency_table(dim: int, base: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _frequency_table(
+    dim: int, base: float, dtype: torch.dtype, device: torch.device
+) -> Tensor:
     """:func:`frequencies`, computed once per (dim, base, dtype, device); internal, never handed out."""
     return frequencies(dim, base=base, dtype=dtype, device=device)
 
 
 def rope_cos_sin(
-    positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
+    positions: Tensor,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
     """``cos(m theta_i)`` and ``sin(m theta_i)`` in ``dtype``, each of shape ``positions.shape + (dim/2,)``.
 
@@ -70,7 +82,9 @@ def _rotate_interleaved(x: Tensor, cis: Tensor) -> Tensor:
     if x.dtype != real_dtype:
         x = x.to(real_dtype)
     if not x.is_contiguous() and (
-        x.stride(-1) != 1 or x.storage_offset() % 2 or any(s % 2 for s in x.stride()[:-1])
+        x.stride(-1) != 1
+        or x.storage_offset() % 2
+        or any(s % 2 for s in x.stride()[:-1])
     ):
         x = x.contiguous()  # view_as_complex needs (real, imag) adjacent in memory
     pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
@@ -83,7 +97,9 @@ def _rotate_half(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x = x.to(cos.dtype)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    if torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad):
+    if torch.is_grad_enabled() and (
+        x.requires_grad or cos.requires_grad or sin.requires_grad
+    ):
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
     out = torch.empty_like(x)
     out1, out2 = out[..., :half], out[..., half:]
@@ -124,9 +140,13 @@ def apply_rope(
     if positions is None:
         positions = torch.arange(x.shape[-2], device=x.device)
     positions = _check_positions(positions, x)
-    angles = rope_angles(positions, x.shape[-1], base=base, dtype=_compute_dtype(x.dtype))
+    angles = rope_angles(
+        positions, x.shape[-1], base=base, dtype=_compute_dtype(x.dtype)
+    )
     if layout == "interleaved":
-        rotated = _rotate_interleaved(x, torch.complex(torch.cos(angles), torch.sin(angles)))
+        rotated = _rotate_interleaved(
+            x, torch.complex(torch.cos(angles), torch.sin(angles))
+        )
     else:
         rotated = _rotate_half(x, torch.cos(angles), torch.sin(angles))
     return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
@@ -151,7 +171,9 @@ def decay_bound(distances: Tensor, dim: int, *, base: float = 10000.0) -> Tensor
     distances = as_positions(distances)
     theta = frequencies(dim, base=base, device=distances.device)
     angles = distances.to(torch.float64).unsqueeze(-1) * theta
-    partial_sums = torch.cumsum(torch.polar(torch.ones_like(angles), angles), dim=-1)  # S_1 .. S_(dim/2)
+    partial_sums = torch.cumsum(
+        torch.polar(torch.ones_like(angles), angles), dim=-1
+    )  # S_1 .. S_(dim/2)
     return partial_sums.abs().mean(-1)
 
 
@@ -211,27 +233,42 @@ class RotaryEmbedding(nn.Module):
     """
 
     def __init__(
-        self, dim: int, *, base: float = 10000.0, layout: Layout = "interleaved", initial_length: int = 512
+        self,
+        dim: int,
+        *,
+        base: float = 10000.0,
+        layout: Layout = "interleaved",
+        initial_length: int = 512,
     ) -> None:
         super().__init__()
         check_dim_and_base(dim, base)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if isinstance(initial_length, bool) or not isinstance(initial_length, int) or initial_length < 1:
-            raise ValueError(f"initial_length must be a positive int, got {initial_length!r}")
+        if (
+            isinstance(initial_length, bool)
+            or not isinstance(initial_length, int)
+            or initial_length < 1
+        ):
+            raise ValueError(
+                f"initial_length must be a positive int, got {initial_length!r}"
+            )
         self.dim, self.base, self.layout = dim, float(base), layout
         self.initial_length = initial_length
         # per (device, dtype): the complex table cos + i sin (interleaved) or the pair (cos, sin) (half)
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
         self._last_slice: tuple[object, tuple[Tensor, ...]] = (None, ())
 
-    def tables(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    def tables(
+        self, length: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, ...]:
         """Cached tables for positions ``0 .. n - 1`` with ``n >= length``, on ``device`` in ``dtype``:
         ``(cis,)`` for the interleaved layout, ``(cos, sin)`` for the half layout."""
         key = (device, dtype)
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < length:
-            size = max(length, self.initial_length, 2 * cached[0].shape[0] if cached else 0)
+            size = max(
+                length, self.initial_length, 2 * cached[0].shape[0] if cached else 0
+            )
             cached = self._make_tables(torch.arange(size, device=device), dtype)
             self._cache[key] = cached
             self._last_slice = (None, ())  # slices of the old tables are stale
@@ -246,21 +283,32 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         _check_input(x, self.layout)
         if x.shape[-1] != self.dim:
-            raise ValueError(f"x has last dimension {x.shape[-1]} but the embedding was built for {self.dim}")
+            raise ValueError(
+                f"x has last dimension {x.shape[-1]} but the embedding was built for {self.dim}"
+            )
         dtype = _compute_dtype(x.dtype)
         if positions is None:
             seq = x.shape[-2]
             key = (x.device, dtype, seq)
-            if self._last_slice[0] != key:  # slicing costs microseconds; calls usually repeat one length
-                self._last_slice = (key, tuple(t[:seq] for t in self.tables(seq, x.device, dtype)))
+            if (
+                self._last_slice[0] != key
+            ):  # slicing costs microseconds; calls usually repeat one length
+                self._last_slice = (
+                    key,
+                    tuple(t[:seq] for t in self.tables(seq, x.device, dtype)),
+                )
             tables = self._last_slice[1]
         else:
             positions = _check_positions(positions, x)
-            if positions.is_floating_point() or (positions.numel() and int(positions.min()) < 0):
+            if positions.is_floating_point() or (
+                positions.numel() and int(positions.min()) < 0
+            ):
                 tables = self._make_tables(positions, dtype)
             else:
                 length = int(positions.max()) + 1 if positions.numel() else 0
-                tables = tuple(t[positions] for t in self.tables(length, x.device, dtype))
+                tables = tuple(
+                    t[positions] for t in self.tables(length, x.device, dtype)
+                )
         if self.layout == "interleaved":
             rotated = _rotate_interleaved(x, *tables)
         else:
@@ -281,7 +329,9 @@ def _check_input(x: Tensor, layout: str) -> None:
     if x.dim() < 2:
         raise ValueError(f"x must have shape (..., seq, dim), got {tuple(x.shape)}")
     if x.shape[-1] % 2 or x.shape[-1] == 0:
-        raise ValueError(f"the last dimension of x must be even (feature pairs), got {x.shape[-1]}")
+        raise ValueError(
+            f"the last dimension of x must be even (feature pairs), got {x.shape[-1]}"
+        )
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
@@ -290,9 +340,12 @@ def _check_positions(positions: Tensor, x: Tensor) -> Tensor:
     positions = as_positions(positions)
     if positions.device != x.device:
         raise ValueError(f"positions are on {positions.device} but x is on {x.device}")
-    leading = x.shape[:-1]  # positions may broadcast up to it, never beyond (checked by hand: it is fast)
+    leading = x.shape[
+        :-1
+    ]  # positions may broadcast up to it, never beyond (checked by hand: it is fast)
     if positions.dim() > len(leading) or any(
-        p not in (1, size) for p, size in zip(reversed(positions.shape), reversed(leading), strict=False)
+        p not in (1, size)
+        for p, size in zip(reversed(positions.shape), reversed(leading), strict=False)
     ):
         raise ValueError(
             f"positions of shape {tuple(positions.shape)} must broadcast to x.shape[:-1] = {tuple(leading)}"

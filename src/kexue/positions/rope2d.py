@@ -21,7 +21,9 @@ from kexue.positions.rope import _rotate_interleaved, apply_rope
 from kexue.positions.sinusoidal import frequencies, share_explained_by_groups
 
 
-def grid_coords(height: int, width: int, *, device: torch.device | str | None = None) -> Tensor:
+def grid_coords(
+    height: int, width: int, *, device: torch.device | str | None = None
+) -> Tensor:
     """The ``(x, y)`` coordinates of a ``height x width`` grid of patches in row-major order.
 
     Returns an int64 tensor of shape ``(height * width, 2)``: token ``t`` is at ``x = t % width`` (column)
@@ -34,7 +36,9 @@ def grid_coords(height: int, width: int, *, device: torch.device | str | None = 
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     ys, xs = torch.meshgrid(
-        torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij"
+        torch.arange(height, device=device),
+        torch.arange(width, device=device),
+        indexing="ij",
     )
     return torch.stack((xs.flatten(), ys.flatten()), dim=-1)
 
@@ -57,8 +61,12 @@ def apply_rope_2d(x: Tensor, coords: Tensor, *, base: float = 10000.0) -> Tensor
     """
     _check(x, coords)
     half = x.shape[-1] // 2
-    rotated_x = apply_rope(x[..., :half], coords[..., 0], base=base, layout="interleaved")
-    rotated_y = apply_rope(x[..., half:], coords[..., 1], base=base, layout="interleaved")
+    rotated_x = apply_rope(
+        x[..., :half], coords[..., 0], base=base, layout="interleaved"
+    )
+    rotated_y = apply_rope(
+        x[..., half:], coords[..., 1], base=base, layout="interleaved"
+    )
     return torch.cat((rotated_x, rotated_y), dim=-1)
 
 
@@ -75,7 +83,9 @@ def offset_share(scores: Tensor, coords: Tensor) -> Tensor:
             "scores must be (..., seq, seq) and coords (seq, 2), "
             f"got {tuple(scores.shape)} and {tuple(coords.shape)}"
         )
-    offsets = (coords[None, :, :] - coords[:, None, :]).reshape(-1, 2)  # (m, n) -> coords_n - coords_m
+    offsets = (coords[None, :, :] - coords[:, None, :]).reshape(
+        -1, 2
+    )  # (m, n) -> coords_n - coords_m
     return share_explained_by_groups(scores.flatten(-2), offsets)
 
 
@@ -96,7 +106,12 @@ class MixedRotaryEmbedding2d(nn.Module):
     """
 
     def __init__(
-        self, dim: int, heads: int = 1, *, base: float = 10000.0, generator: torch.Generator | None = None
+        self,
+        dim: int,
+        heads: int = 1,
+        *,
+        base: float = 10000.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
@@ -104,9 +119,17 @@ class MixedRotaryEmbedding2d(nn.Module):
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
             raise ValueError(f"heads must be a positive int, got {heads!r}")
         magnitude = frequencies(dim, base=base)  # theta_i, shape (dim/2,)
-        direction = torch.rand(heads, dim // 2, generator=generator, dtype=torch.float64) * 2 * math.pi
-        initial = magnitude[:, None] * torch.stack((direction.cos(), direction.sin()), dim=-1)
-        self.frequencies = nn.Parameter(initial.float())  # (heads, dim/2, 2): (f_x, f_y) per pair
+        direction = (
+            torch.rand(heads, dim // 2, generator=generator, dtype=torch.float64)
+            * 2
+            * math.pi
+        )
+        initial = magnitude[:, None] * torch.stack(
+            (direction.cos(), direction.sin()), dim=-1
+        )
+        self.frequencies = nn.Parameter(
+            initial.float()
+        )  # (heads, dim/2, 2): (f_x, f_y) per pair
 
     def forward(self, x: Tensor, coords: Tensor) -> Tensor:
         """Rotate ``x`` of shape ``(batch, heads, seq, dim)`` by ``coords`` of shape ``(seq, 2)``."""
@@ -120,9 +143,15 @@ class MixedRotaryEmbedding2d(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         if coords.shape != (x.shape[-2], 2):
-            raise ValueError(f"coords must be (seq, 2) = ({x.shape[-2]}, 2), got {tuple(coords.shape)}")
-        angles = torch.einsum("sc,hpc->hsp", coords.to(self.frequencies.dtype), self.frequencies)
-        cis = torch.polar(torch.ones_like(angles), angles)  # differentiable in the frequencies
+            raise ValueError(
+                f"coords must be (seq, 2) = ({x.shape[-2]}, 2), got {tuple(coords.shape)}"
+            )
+        angles = torch.einsum(
+            "sc,hpc->hsp", coords.to(self.frequencies.dtype), self.frequencies
+        )
+        cis = torch.polar(
+            torch.ones_like(angles), angles
+        )  # differentiable in the frequencies
         return _rotate_interleaved(x, cis).to(x.dtype)
 
 
@@ -130,7 +159,11 @@ def _check(x: Tensor, coords: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point tensor")
     if x.dim() < 2 or x.shape[-1] % 4 or x.shape[-1] == 0:
-        raise ValueError(f"x must be (..., seq, dim) with dim divisible by 4, got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be (..., seq, dim) with dim divisible by 4, got {tuple(x.shape)}"
+        )
     if not isinstance(coords, Tensor) or coords.dim() < 2 or coords.shape[-1] != 2:
-        shape = tuple(coords.shape) if isinstance(coords, Tensor) else type(coords).__name__
+        shape = (
+            tuple(coords.shape) if isinstance(coords, Tensor) else type(coords).__name__
+        )
         raise ValueError(f"coords must have shape (..., seq, 2), got {shape}")

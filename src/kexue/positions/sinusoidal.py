@@ -34,7 +34,9 @@ def frequencies(
     """
     check_dim_and_base(dim, base)
     exponents = torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim
-    return torch.pow(torch.tensor(float(base), dtype=torch.float64, device=device), -exponents).to(dtype)
+    return torch.pow(
+        torch.tensor(float(base), dtype=torch.float64, device=device), -exponents
+    ).to(dtype)
 
 
 def sinusoidal_embedding(
@@ -112,7 +114,9 @@ def relative_shift_matrix(
     blocks = torch.stack(
         (torch.stack((cos, sin), -1), torch.stack((-sin, cos), -1)), -2
     )  # (..., dim/2, 2, 2)
-    matrix = torch.zeros(*offset.shape, dim, dim, dtype=angle_dtype, device=offset.device)
+    matrix = torch.zeros(
+        *offset.shape, dim, dim, dtype=angle_dtype, device=offset.device
+    )
     pairs = torch.arange(dim // 2, device=offset.device)
     for row in range(2):
         for col in range(2):
@@ -136,9 +140,13 @@ def toeplitz_share(matrix: Tensor) -> Tensor:
     if not isinstance(matrix, Tensor) or not matrix.is_floating_point():
         raise TypeError("matrix must be a real floating-point tensor")
     if matrix.dim() < 2 or matrix.shape[-1] != matrix.shape[-2] or matrix.shape[-1] < 2:
-        raise ValueError(f"matrix must have shape (..., n, n) with n >= 2, got {tuple(matrix.shape)}")
+        raise ValueError(
+            f"matrix must have shape (..., n, n) with n >= 2, got {tuple(matrix.shape)}"
+        )
     index = torch.arange(matrix.shape[-1], device=matrix.device)
-    diagonal_of = (index[:, None] - index).flatten()  # which diagonal each entry lies on
+    diagonal_of = (
+        index[:, None] - index
+    ).flatten()  # which diagonal each entry lies on
     return share_explained_by_groups(matrix.flatten(-2), diagonal_of)
 
 
@@ -150,7 +158,12 @@ def share_explained_by_groups(values: Tensor, groups: Tensor) -> Tensor:
     :func:`kexue.positions.rope2d.offset_share` (groups: 2-D offsets).
     """
     _, label = torch.unique(groups, dim=0, return_inverse=True)
-    sums = torch.zeros(*values.shape[:-1], int(label.max()) + 1, dtype=values.dtype, device=values.device)
+    sums = torch.zeros(
+        *values.shape[:-1],
+        int(label.max()) + 1,
+        dtype=values.dtype,
+        device=values.device,
+    )
     sums.index_add_(-1, label, values)
     means = sums / torch.bincount(label).to(values.dtype)
     residual = (values - means[..., label]).pow(2).sum(-1)
@@ -174,14 +187,24 @@ class SinusoidalEmbedding(nn.Module):
 
     table: Tensor
 
-    def __init__(self, dim: int, *, base: float = 10000.0, initial_length: int = 512) -> None:
+    def __init__(
+        self, dim: int, *, base: float = 10000.0, initial_length: int = 512
+    ) -> None:
         super().__init__()
         check_dim_and_base(dim, base)
-        if isinstance(initial_length, bool) or not isinstance(initial_length, int) or initial_length < 1:
-            raise ValueError(f"initial_length must be a positive int, got {initial_length!r}")
+        if (
+            isinstance(initial_length, bool)
+            or not isinstance(initial_length, int)
+            or initial_length < 1
+        ):
+            raise ValueError(
+                f"initial_length must be a positive int, got {initial_length!r}"
+            )
         self.dim, self.base = dim, float(base)
         positions = torch.arange(initial_length)
-        self.register_buffer("table", sinusoidal_embedding(positions, dim, base=base), persistent=False)
+        self.register_buffer(
+            "table", sinusoidal_embedding(positions, dim, base=base), persistent=False
+        )
 
     def forward(self, positions: Tensor) -> Tensor:
         positions = as_positions(positions)
@@ -191,9 +214,13 @@ class SinusoidalEmbedding(nn.Module):
                 "move one of them"
             )
         if positions.is_floating_point():
-            return sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+            return sinusoidal_embedding(
+                positions, self.dim, base=self.base, dtype=self.table.dtype
+            )
         if positions.numel() and int(positions.min()) < 0:
-            return sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+            return sinusoidal_embedding(
+                positions, self.dim, base=self.base, dtype=self.table.dtype
+            )
         needed = int(positions.max()) + 1 if positions.numel() else 0
         if needed > len(self.table):
             self._grow(needed)
@@ -202,7 +229,9 @@ class SinusoidalEmbedding(nn.Module):
     def _grow(self, needed: int) -> None:
         length = max(needed, 2 * len(self.table))
         positions = torch.arange(length, device=self.table.device)
-        self.table = sinusoidal_embedding(positions, self.dim, base=self.base, dtype=self.table.dtype)
+        self.table = sinusoidal_embedding(
+            positions, self.dim, base=self.base, dtype=self.table.dtype
+        )
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={self.base:g}, cached={len(self.table)}"

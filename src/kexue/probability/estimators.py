@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 
-def variance(x: Tensor, dim: int = -1, *, correction: int = 1, keepdim: bool = False) -> Tensor:
+def variance(
+    x: Tensor, dim: int = -1, *, correction: int = 1, keepdim: bool = False
+) -> Tensor:
     """Sample variance ``sum (x - mean)^2 / (n - correction)`` along ``dim``, by the two-pass formula.
 
     Agrees with ``torch.var(x, dim, correction=correction)``; the mean is removed before squaring, so a
@@ -48,20 +50,28 @@ def c4(n: Tensor | int) -> Tensor:
     n = torch.as_tensor(n, dtype=torch.float64)
     if bool((n < 2).any()):
         raise ValueError("c4(n) needs n >= 2")
-    return torch.sqrt(2 / (n - 1)) * torch.exp(torch.lgamma(n / 2) - torch.lgamma((n - 1) / 2))
+    return torch.sqrt(2 / (n - 1)) * torch.exp(
+        torch.lgamma(n / 2) - torch.lgamma((n - 1) / 2)
+    )
 
 
 def unbiased_std(x: Tensor, dim: int = -1, *, keepdim: bool = False) -> Tensor:
     """``s / c4(n)``: an unbiased estimate of sigma for Gaussian samples along ``dim``."""
     n = x.shape[dim]
     if n < 2:
-        raise ValueError(f"unbiased_std needs at least 2 samples along dim {dim}, got {n}")
+        raise ValueError(
+            f"unbiased_std needs at least 2 samples along dim {dim}, got {n}"
+        )
     s = variance(x, dim, correction=1, keepdim=keepdim).sqrt()
     return s / c4(n).to(s.dtype)
 
 
 def jackknife(
-    statistic: Callable[..., Tensor], x: Tensor, dim: int = -1, *, vectorize: bool = True
+    statistic: Callable[..., Tensor],
+    x: Tensor,
+    dim: int = -1,
+    *,
+    vectorize: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Jackknife bias correction and standard error of ``statistic`` along ``dim``.
 
@@ -88,20 +98,28 @@ def jackknife(
     if n < 2:
         raise ValueError(f"the jackknife needs at least 2 samples, got {n}")
     keep = ~torch.eye(n, dtype=torch.bool, device=x.device)
-    others = torch.arange(n, device=x.device).expand(n, n)[keep].view(n, n - 1)  # row i: all but i
+    others = (
+        torch.arange(n, device=x.device).expand(n, n)[keep].view(n, n - 1)
+    )  # row i: all but i
     leave_one_out = x[..., others]  # (..., n, n - 1)
     full = statistic(x, dim=-1)
     if vectorize:
         partial = statistic(leave_one_out, dim=-1)
     else:
-        partial = torch.func.vmap(lambda t: statistic(t, dim=-1), in_dims=-2, out_dims=-1)(leave_one_out)
+        partial = torch.func.vmap(
+            lambda t: statistic(t, dim=-1), in_dims=-2, out_dims=-1
+        )(leave_one_out)
     mean_partial = partial.mean(-1)
     corrected = n * full - (n - 1) * mean_partial
-    error = torch.sqrt((n - 1) / n * (partial - mean_partial.unsqueeze(-1)).pow(2).sum(-1))
+    error = torch.sqrt(
+        (n - 1) / n * (partial - mean_partial.unsqueeze(-1)).pow(2).sum(-1)
+    )
     return corrected, error
 
 
-def expectation_iid(expr: sp.Expr, samples: Sequence[sp.Symbol], mean: sp.Expr, var: sp.Expr) -> sp.Expr:
+def expectation_iid(
+    expr: sp.Expr, samples: Sequence[sp.Symbol], mean: sp.Expr, var: sp.Expr
+) -> sp.Expr:
     """``E[expr]`` for a polynomial in independent, identically distributed ``samples``.
 
     Each monomial ``prod_i x_i^(a_i)`` becomes ``prod_i E[x^(a_i)]`` (independence), with ``E[x] = mean``,

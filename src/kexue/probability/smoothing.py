@@ -23,7 +23,9 @@ Kernel = Literal["gaussian", "logistic"]
 KERNELS: tuple[str, ...] = ("gaussian", "logistic")
 
 
-def smooth_step(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian") -> Tensor:
+def smooth_step(
+    x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
+) -> Tensor:
     """The kernel's CDF at ``x``: a smooth Heaviside step, ``Phi(x / w)`` or ``sigmoid(x / w)``."""
     x, width, out_dtype = _prepare(x, width, kernel)
     z = x / width
@@ -31,7 +33,9 @@ def smooth_step(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
     return step.to(out_dtype)
 
 
-def smooth_relu(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian") -> Tensor:
+def smooth_relu(
+    x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
+) -> Tensor:
     """ReLU convolved with the kernel: ``x Phi(x/w) + w phi(x/w)`` (Gaussian) or ``w softplus(x/w)``.
 
     Args:
@@ -54,23 +58,33 @@ def smooth_relu(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
     return value.to(out_dtype)
 
 
-def step_smoothed_relu(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian") -> Tensor:
+def step_smoothed_relu(
+    x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
+) -> Tensor:
     """``x * smooth_step(x)``: ReLU written as ``x * step(x)`` with only the step smoothed.
 
     With ``width = 1`` this is GELU (Gaussian kernel, ``torch.nn.functional.gelu``) and Swish/SiLU (logistic
     kernel, ``torch.nn.functional.silu``). Unlike :func:`smooth_relu` it dips below zero for negative ``x``.
     """
     x, width, out_dtype = _prepare(x, width, kernel)
-    step = torch.special.ndtr(x / width) if kernel == "gaussian" else torch.sigmoid(x / width)
+    step = (
+        torch.special.ndtr(x / width)
+        if kernel == "gaussian"
+        else torch.sigmoid(x / width)
+    )
     return (x * step).to(out_dtype)
 
 
-def smooth_abs(x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian") -> Tensor:
+def smooth_abs(
+    x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
+) -> Tensor:
     """``|x| = 2 relu(x) - x``, with the smoothed ReLU."""
     return 2 * smooth_relu(x, width, kernel=kernel) - x
 
 
-def smooth_max(a: Tensor, b: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian") -> Tensor:
+def smooth_max(
+    a: Tensor, b: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
+) -> Tensor:
     """``max(a, b) = b + relu(a - b)``, with the smoothed ReLU; broadcasts ``a`` against ``b``."""
     if not isinstance(b, Tensor):
         raise TypeError(f"b must be a tensor, got {type(b).__name__}")
@@ -97,11 +111,15 @@ def smooth_floor(
     x, width, out_dtype = _prepare(x, width, kernel)
     steps = torch.arange(lo, hi + 1, dtype=x.dtype, device=x.device)
     shifted = (x.unsqueeze(-1) - steps) / width.unsqueeze(-1)  # (..., hi - lo + 1)
-    values = torch.special.ndtr(shifted) if kernel == "gaussian" else torch.sigmoid(shifted)
+    values = (
+        torch.special.ndtr(shifted) if kernel == "gaussian" else torch.sigmoid(shifted)
+    )
     return (values.sum(-1) - (1 - lo)).to(out_dtype)  # the terms n <= 0 each carry a -1
 
 
-def _prepare(x: Tensor, width: float | Tensor, kernel: str) -> tuple[Tensor, Tensor, torch.dtype]:
+def _prepare(
+    x: Tensor, width: float | Tensor, kernel: str
+) -> tuple[Tensor, Tensor, torch.dtype]:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if kernel not in KERNELS:

@@ -44,7 +44,9 @@ def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
         raise ValueError(f"window must be a positive finite number, got {window!r}")
     n = torch.arange(N, dtype=torch.float64)
     root = torch.sqrt(2 * n + 1)
-    sign = torch.where(n[None, :] < n[:, None], 1.0, (-1.0) ** (n[:, None] - n[None, :]))
+    sign = torch.where(
+        n[None, :] < n[:, None], 1.0, (-1.0) ** (n[:, None] - n[None, :])
+    )
     A = -(root[:, None] * root[None, :]) * sign / window
     return A, math.sqrt(2) * root / window
 
@@ -88,8 +90,15 @@ def discretize(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if A.dim() != 2 or A.shape[0] != A.shape[1] or B.shape[0] != A.shape[0] or B.dim() > 2:
-        raise ValueError(f"need A (N, N) and B (N,) or (N, M), got {tuple(A.shape)} and {tuple(B.shape)}")
+    if (
+        A.dim() != 2
+        or A.shape[0] != A.shape[1]
+        or B.shape[0] != A.shape[0]
+        or B.dim() > 2
+    ):
+        raise ValueError(
+            f"need A (N, N) and B (N,) or (N, M), got {tuple(A.shape)} and {tuple(B.shape)}"
+        )
     vector_b = B.dim() == 1
     Bm = B[:, None] if vector_b else B
     eps = torch.as_tensor(step, dtype=A.dtype, device=A.device)
@@ -101,11 +110,16 @@ def discretize(
         A_bar, B_bar = eye + e * A, e * Bm
     elif method == "backward":
         left = eye - e * A
-        A_bar, B_bar = torch.linalg.solve(left, eye.expand_as(left)), torch.linalg.solve(left, e * Bm)
+        A_bar, B_bar = (
+            torch.linalg.solve(left, eye.expand_as(left)),
+            torch.linalg.solve(left, e * Bm),
+        )
     elif method == "bilinear":
         left = eye - e * A / 2
         A_bar = torch.linalg.solve(left, eye + e * A / 2)
-        B_bar = torch.linalg.solve(left, (e * Bm).expand(*left.shape[:-1], Bm.shape[-1]))
+        B_bar = torch.linalg.solve(
+            left, (e * Bm).expand(*left.shape[:-1], Bm.shape[-1])
+        )
     else:
         n, m = Bm.shape
         block = torch.zeros(*eps.shape, n + m, n + m, dtype=A.dtype, device=A.device)
@@ -125,12 +139,19 @@ def legs_memory(u: Tensor, N: int) -> Tensor:
     """
     if u.dim() != 2:
         raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
-    A, B = (m.to(dtype=torch.promote_types(u.dtype, torch.float32), device=u.device) for m in legs(N))
+    A, B = (
+        m.to(dtype=torch.promote_types(u.dtype, torch.float32), device=u.device)
+        for m in legs(N)
+    )
     steps = torch.arange(1, u.shape[1] + 1, dtype=A.dtype, device=u.device)
     eye = torch.eye(N, dtype=A.dtype, device=u.device)
     left = eye - A / (2 * steps[:, None, None])
-    transition = torch.linalg.solve(left, eye + A / (2 * steps[:, None, None]))  # (length, N, N)
-    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]  # (length, N)
+    transition = torch.linalg.solve(
+        left, eye + A / (2 * steps[:, None, None])
+    )  # (length, N, N)
+    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[
+        ..., 0
+    ]  # (length, N)
     state = torch.zeros(u.shape[0], N, dtype=A.dtype, device=u.device)
     out = []
     for k in range(u.shape[1]):
@@ -147,7 +168,10 @@ def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:
     A, B = legt(N, window=window)
     A_bar, B_bar = discretize(A, B, dt, method="bilinear")
     dtype = torch.promote_types(u.dtype, torch.float32)
-    A_bar, B_bar = A_bar.to(dtype=dtype, device=u.device), B_bar.to(dtype=dtype, device=u.device)
+    A_bar, B_bar = (
+        A_bar.to(dtype=dtype, device=u.device),
+        B_bar.to(dtype=dtype, device=u.device),
+    )
     state = torch.zeros(u.shape[0], N, dtype=dtype, device=u.device)
     out = []
     for k in range(u.shape[1]):
@@ -168,7 +192,9 @@ def reconstruct(coeffs: Tensor, points: Tensor) -> Tensor:
     for n in range(1, N - 1):
         values.append(((2 * n + 1) * s * values[n] - n * values[n - 1]) / (n + 1))
     P = torch.stack(values[:N], dim=0)  # (N, P)
-    scale = torch.sqrt((2 * torch.arange(N, dtype=coeffs.dtype, device=coeffs.device) + 1) / 2)
+    scale = torch.sqrt(
+        (2 * torch.arange(N, dtype=coeffs.dtype, device=coeffs.device) + 1) / 2
+    )
     return (coeffs * scale) @ P
 
 

@@ -1,0 +1,96 @@
+"""One training loop for the small models the chapters train: Adam, a loss per step, evaluations.
+
+Every experiment in the book that trains a model does the same thing: draw a batch, compute a
+loss, take an Adam step, and now and then evaluate on fixed test data. :func:`train` is that loop,
+written once, so chapters only say what the batch, the loss and the evaluation are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class TrainLog:
+    """What :func:`train` records.
+
+    Attributes:
+        losses: the training loss at every step, as Python floats (length ``steps``).
+        evaluations: ``(step, value)`` for every evaluation, in order.
+    """
+
+    losses: list[float] = field(default_factory=list)
+    evaluations: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> float:
+        """The last evaluation (raises if there was none)."""
+        if not self.evaluations:
+            raise ValueError("no evaluation was recorded (pass evaluate=...)")
+        return self.evaluations[-1][1]
+
+
+def train(
+    model: nn.Module,
+    loss: Callable[[nn.Module], Tensor],
+    steps: int,
+    *,
+    lr: float = 3e-3,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    every: int | None = None,
+) -> TrainLog:
+    """Train ``model`` with Adam for ``steps`` steps of ``loss(model)``.
+
+    Args:
+        model: the module to train, in place.
+        loss: called once per step; draws its own batch and returns a scalar loss tensor.
+        steps: the number of Adam steps (>= 0).
+        lr: Adam's learning rate.
+        evaluate: called with the model in eval mode under ``torch.no_grad()``, after every
+            ``every`` steps and after the last step; returns a float.
+        every: evaluation period in steps (default: only after the last step).
+
+    Returns:
+        A :class:`TrainLog` of the per-step losses and the evaluations. The model is left in
+        training mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if every is not None and (
+        isinstance(every, bool) or not isinstance(every, int) or every < 1
+    ):
+        raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    log = TrainLog()
+    model.train()
+    for step in range(1, steps + 1):
+        value = loss(model)
+        if value.ndim != 0:
+            raise ValueError(
+                f"loss must return a scalar, got shape {tuple(value.shape)}"
+            )
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+        log.losses.append(value.item())
+        if evaluate is not None and (step == steps or (every and step % every == 0)):
+            log.evaluations.append((step, _evaluate(model, evaluate)))
+    if evaluate is not None and steps == 0:
+        log.evaluations.append((0, _evaluate(model, evaluate)))
+    return log
+
+
+def _evaluate(model: nn.Module, evaluate: Callable[[nn.Module], float]) -> float:
+    model.eval()
+    with torch.no_grad():
+        value = float(evaluate(model))
+    model.train()
+    return value

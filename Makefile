@@ -8,15 +8,15 @@ STAMP   := $(VENV)/.kexue-installed
 BENCH_STAMP := $(VENV)/.kexue-bench-installed
 HTML    := _build/html
 CHAPTER ?=
-# Extra arguments for the chapter run, e.g. JOBS="-n 2 --dist loadfile" to run chapters in parallel.
-JOBS    ?=
+# How the chapter run is spread: one kernel per core, a chapter at a time on each (JOBS= runs serially).
+JOBS    ?= -n 2 --dist loadfile
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--threads 1" on a machine shared with other work.
 BENCH_ARGS ?=
 
 # Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
 PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
 
-.PHONY: help setup lint format unit chapters chapter book html-check bench test clean
+.PHONY: help setup lint format unit chapters chapter book html-check bench lab test clean
 
 help:
 	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
@@ -30,6 +30,7 @@ help:
 	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
 	@echo "make bench       time kexue's kernels against the libraries people use (installs"
 	@echo "                 requirements-bench.txt) and write benchmarks/results/<device>.json"
+	@echo "make lab         install JupyterLab (requirements-lab.txt) and open the chapters in it"
 	@echo "make clean       remove $(HTML), caches and $(VENV)"
 
 setup: $(STAMP)
@@ -56,9 +57,12 @@ format: $(STAMP)
 	$(BIN)/python scripts/format_chapters.py
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/html --durations=10
+	$(BIN)/python -m pytest tests --ignore=tests/html --durations=10 -n 2
 
+# Each chapter runs once: nbval executes it here and leaves the executed notebook in
+# _build/.executed, which `make book` renders instead of executing the chapter again.
 chapters: $(STAMP)
+	rm -rf _build/.executed
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=180 -p no:cacheprovider $(JOBS) chapters
 
 chapter: $(STAMP)
@@ -81,6 +85,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# JupyterLab is not part of the pinned book environment; it has its own pinned file.
+$(VENV)/.kexue-lab-installed: $(STAMP) requirements-lab.txt
+	$(BIN)/python -m pip install --quiet -r requirements-lab.txt
+	touch $@
+
+lab: $(VENV)/.kexue-lab-installed
+	$(BIN)/jupyter lab chapters
 
 test: lint unit chapters book html-check
 

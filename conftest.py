@@ -5,21 +5,37 @@
 fresh kernel whose working directory is the chapter's folder, as in the book build. With ``--nbval-lax``
 outputs are not compared, but any exception, including a failing ``assert``, fails the chapter.
 
-It also prints how long each chapter took, so slow chapters are visible.
+It also prints how long each chapter took, and fails the run when one takes longer than
+``FAIL_CHAPTER_SECONDS``. Each chapter that ran whole without a failure is written, with its
+outputs, to ``_build/.executed/``, stamped with the library's hash: the book build
+(``book/_ext/kexue_book.py``) renders that execution instead of running the chapter again.
+Chapters run in parallel under pytest-xdist (``-n 2 --dist loadfile``: one kernel per worker).
 """
 
 from __future__ import annotations
 
-import time
+import importlib.util
 from collections import defaultdict
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 from book_checks import ROOT, toc_files
 from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metadata_tags
 
 SLOW_CHAPTER_SECONDS = 30.0  # the budget in DEVELOPERS.md, on a two-core CPU
+FAIL_CHAPTER_SECONDS = 45.0  # past this, `make test` fails
+EXECUTED = ROOT / "_build" / ".executed"
+
+
+def _book_extension():
+    spec = importlib.util.spec_from_file_location(
+        "kexue_book", ROOT / "book" / "_ext" / "kexue_book.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def toc_chapters() -> set[Path]:
@@ -60,20 +76,62 @@ _chapter_failed: dict[str, bool] = defaultdict(bool)
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    if isinstance(item, IPyNbCell) and outcome.get_result().failed:
+        item.parent.kexue_failed = True
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    start = time.perf_counter()
     yield
-    path = Path(str(item.path))
-    if path.suffix == ".md":
-        _chapter_seconds[path.relative_to(ROOT).as_posix()] += (
-            time.perf_counter() - start
-        )
+    if not isinstance(item, IPyNbCell):
+        return
+    item.cell.outputs = list(getattr(item, "test_outputs", None) or [])
+    item.cell.execution_count = item.cell_num + 1
+    for output in item.cell.outputs:
+        if output.get("output_type") == "execute_result":
+            output["execution_count"] = item.cell_num + 1
+    last = nextitem is None or nextitem.parent is not item.parent
+    if last and not getattr(item.parent, "kexue_failed", False):
+        write_executed(item.parent)
+
+
+def write_executed(notebook_file: IPyNbFile) -> None:
+    """Leave the executed chapter where the book build takes it from (see the module docstring)."""
+    cells = [c for c in notebook_file.nb.cells if c.cell_type == "code"]
+    if any(c.get("execution_count") is None for c in cells):
+        return  # not every cell ran (for example under -k): nothing to render from
+    path = Path(str(notebook_file.path)).resolve()
+    relative = path.relative_to(ROOT)
+    notebook = nbformat.from_dict(notebook_file.nb)
+    notebook.metadata["kexue"] = {
+        "source": relative.as_posix(),
+        "source_hash": _book_extension().source_hash(ROOT),
+    }
+    target = EXECUTED / relative.with_suffix(".ipynb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, target)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     path = report.nodeid.split("::")[0]
-    if path.endswith(".md") and report.failed:
+    if not path.endswith(".md"):
+        return
+    _chapter_seconds[path] += (
+        report.duration
+    )  # setup (the kernel's start), call and teardown
+    if report.failed:
         _chapter_failed[path] = True
+
+
+def _too_slow() -> list[str]:
+    return [c for c, s in _chapter_seconds.items() if s > FAIL_CHAPTER_SECONDS]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _too_slow() and not hasattr(session.config, "workerinput"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(
@@ -84,7 +142,9 @@ def pytest_terminal_summary(
     terminalreporter.section("chapter execution time (kernel start to last cell)")
     for chapter, seconds in sorted(_chapter_seconds.items(), key=lambda kv: -kv[1]):
         flags = []
-        if seconds > SLOW_CHAPTER_SECONDS:
+        if seconds > FAIL_CHAPTER_SECONDS:
+            flags.append(f"FAILED: over the {FAIL_CHAPTER_SECONDS:.0f} s limit")
+        elif seconds > SLOW_CHAPTER_SECONDS:
             flags.append(f"over the {SLOW_CHAPTER_SECONDS:.0f} s budget")
         if _chapter_failed.get(chapter):
             flags.append("FAILED")
@@ -92,4 +152,6 @@ def pytest_terminal_summary(
             f"{seconds:7.1f} s  {chapter}"
             + (f"  ({', '.join(flags)})" if flags else "")
         )
-    terminalreporter.write_line(f"{sum(_chapter_seconds.values()):7.1f} s  total")
+    terminalreporter.write_line(
+        f"{sum(_chapter_seconds.values()):7.1f} s  total (summed over workers)"
+    )

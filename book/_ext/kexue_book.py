@@ -1,4 +1,8 @@
-"""Sphinx extension local to the book: offline MathJax, a cache keyed on the library, notebook downloads.
+"""Sphinx extension local to the book.
+
+It serves MathJax offline, keys the notebook cache on the library, renders each chapter from the
+execution its test already ran, shows library code without docstrings, collects every chapter's
+claims into the claims ledger, gives figures alt text, and numbers the parts of the book.
 
 1. MathJax. The HTML must render with no network (CI has none, and readers may be offline), so MathJax 3
    is copied from the pinned ``django-static-mathjax`` wheel into ``_static/mathjax`` and ``mathjax_path``
@@ -8,17 +12,36 @@
    the package source, the pinned environment and the committed benchmark results (which the appendix
    plots); if the hash differs from the one stored beside the cache, the cache is wiped and every
    chapter runs again.
+3. One execution. The chapter test (nbval, ``conftest.py``) leaves each executed notebook in
+   ``_build/.executed``, stamped with the library hash; :func:`ingest_executed_notebooks` puts those
+   into the cache, so the book build renders them instead of running every chapter again.
+4. ``literalinclude`` gains ``:no-docstring:``; the prose explains the code.
+5. Claims. ``kexue.book.ClaimsTable`` displays its rows as JSON beside the markdown table; after a
+   chapter is read its rows are collected from the executed notebook, and the page holding the
+   ``claims-ledger`` directive (read last) lists them all, grouped by verdict, with totals.
+6. Figures get their caption as alt text; claims tables get the class ``kexue-claims``; parts of
+   the table of contents made of chapters are numbered "Part I", "Part II", ... in order.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
+import re
 import shutil
+import textwrap
 from pathlib import Path
+from typing import ClassVar
 
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.config import Config
+from sphinx.directives.code import LiteralInclude
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +163,355 @@ def offer_notebook_download(
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
+# --- one execution: notebooks executed by the chapter test, put into the cache ------------------
+
+EXECUTED_DIR = (
+    ".executed"  # under _build: conftest.py writes there, this extension reads
+)
+
+
+def ingest_executed_notebooks(app: Sphinx) -> None:
+    """Cache the notebooks the chapter test executed with the current library, then drop them.
+
+    A notebook stamped with another library hash, or whose code no longer matches its chapter,
+    is skipped: the book then executes that chapter itself.
+    """
+    config = app.config
+    if config.nb_execution_mode != "cache":
+        return
+    build = Path(app.outdir).parent
+    executed = build / EXECUTED_DIR
+    if not executed.is_dir():
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    cache = get_cache(_cache_path(app, config))
+    key = source_hash(Path(app.srcdir))
+    for path in sorted(executed.rglob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        stamp = notebook.metadata.get("kexue", {})
+        source = Path(app.srcdir) / stamp.get("source", "")
+        if stamp.get("source_hash") != key or not source.is_file():
+            logger.info("[kexue] %s is stale: the book will execute it", path.name)
+            continue
+        current = read_myst_markdown_notebook(source.read_text(encoding="utf8"))
+        if (
+            cache.create_hashed_notebook(current)[1]
+            != cache.create_hashed_notebook(notebook)[1]
+        ):
+            logger.info(
+                "[kexue] %s changed since its test ran: the book executes it", source
+            )
+            continue
+        bundle = CacheBundleIn(notebook, str(source), data=stamp.get("data", {}))
+        cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
+        logger.info(
+            "[kexue] %s: rendering the execution of the chapter test", source.name
+        )
+    shutil.rmtree(executed)
+
+
+def _cache_path(app: Sphinx, config: Config) -> Path:
+    cache = Path(
+        config.nb_execution_cache_path or Path(app.outdir).parent / ".jupyter_cache"
+    )
+    return cache if cache.is_absolute() else Path(app.srcdir) / cache
+
+
+# --- library code without its docstrings ---------------------------------------------------------
+
+
+def strip_docstrings(source: str) -> str:
+    """``source`` (a function, a class or a module, possibly indented) without its docstrings.
+
+    A body that held only a docstring keeps ``...``; one blank line after a removed docstring
+    goes with it.
+    """
+    lines = source.splitlines()
+    dedented = textwrap.dedent(source)
+    tree = ast.parse(dedented)
+    drop: set[int] = set()
+    ellipsis: dict[int, str] = {}
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list) or not body:
+            continue
+        first = body[0]
+        if not (
+            isinstance(
+                node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+            )
+            and isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
+            continue
+        span = range(first.lineno - 1, first.end_lineno)
+        drop.update(span)
+        after = first.end_lineno
+        if after < len(lines) and not lines[after].strip():
+            drop.add(after)
+        if len(body) == 1:
+            ellipsis[first.lineno - 1] = lines[first.lineno - 1][
+                : len(lines[first.lineno - 1]) - len(lines[first.lineno - 1].lstrip())
+            ]
+    kept = []
+    for number, line in enumerate(lines):
+        if number in ellipsis:
+            kept.append(ellipsis[number] + "...")
+        elif number not in drop:
+            kept.append(line)
+    return "\n".join(kept) + ("\n" if source.endswith("\n") else "")
+
+
+class KexueLiteralInclude(LiteralInclude):
+    """Sphinx's ``literalinclude`` with one more flag, ``:no-docstring:``."""
+
+    option_spec: ClassVar[dict] = dict(
+        LiteralInclude.option_spec, **{"no-docstring": directives.flag}
+    )
+
+    def run(self) -> list[nodes.Node]:
+        strip = "no-docstring" in self.options
+        self.options.pop("no-docstring", None)
+        result = super().run()
+        if not strip:
+            return result
+        for node in result:
+            for block in node.findall(nodes.literal_block):
+                text = strip_docstrings(block.astext())
+                block.children = [nodes.Text(text)]
+                block.rawsource = text
+        return result
+
+
+# --- claims: collected from every chapter, listed on the ledger page -----------------------------
+
+CLAIMS_MIME = "application/vnd.kexue.claims+json"  # kexue.book.CLAIMS_MIME
+CLAIMS_HEADER = "Claim Measured here Verdict"
+VERDICTS = ("reproduced", "partly", "contradicted", "not tested")  # kexue.book.VERDICTS
+LEDGER_DOC_OPTION = "claims-ledger"
+
+
+def claims_of_notebook(notebook: dict) -> list[dict]:
+    """Every claim row a notebook displayed (``kexue.book.ClaimsTable``), in order."""
+    rows = []
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            bundle = output.get("data", {}).get(CLAIMS_MIME)
+            if isinstance(bundle, str):
+                bundle = json.loads(bundle)
+            if bundle:
+                rows.extend(bundle["claims"])
+    return rows
+
+
+def mark_claims_tables(tree: nodes.Element) -> None:
+    """Give every claims table (by its header row) the class the stylesheet lays out."""
+    for table in tree.findall(nodes.table):
+        head = next(iter(table.findall(nodes.thead)), None)
+        if head is not None and " ".join(head.astext().split()) == CLAIMS_HEADER:
+            table["classes"].append("kexue-claims")
+
+
+def collect_claims(app: Sphinx, doctree: nodes.document) -> None:
+    """After a chapter is read: keep its claims for the ledger; mark its claims tables."""
+    env = app.env
+    mark_claims_tables(doctree)
+    if not hasattr(env, "kexue_claims"):
+        env.kexue_claims = {}
+    env.kexue_claims.pop(env.docname, None)
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{env.docname}.ipynb"
+    if not executed.is_file() or "kernelspec" not in env.metadata.get(env.docname, {}):
+        return
+    rows = claims_of_notebook(json.loads(executed.read_text(encoding="utf8")))
+    if rows:
+        title = next(iter(doctree.findall(nodes.title)), None)
+        env.kexue_claims[env.docname] = {
+            "title": title.astext() if title is not None else env.docname,
+            "claims": rows,
+        }
+
+
+def purge_claims(app: Sphinx, env, docname: str) -> None:
+    getattr(env, "kexue_claims", {}).pop(docname, None)
+
+
+def merge_claims(app: Sphinx, env, docnames, other) -> None:
+    if not hasattr(env, "kexue_claims"):
+        env.kexue_claims = {}
+    env.kexue_claims.update(getattr(other, "kexue_claims", {}))
+
+
+def ledger_markdown(chapters: dict[str, dict], order: list[str]) -> str:
+    """The ledger as MyST markdown: totals, then one table per verdict.
+
+    ``chapters`` maps a docname to ``{"title", "claims"}``; ``order`` lists docnames in book order.
+    """
+
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    docs = [d for d in order if d in chapters] + sorted(set(chapters) - set(order))
+    rows = [
+        (d, i, c) for d in docs for i, c in enumerate(chapters[d]["claims"], start=1)
+    ]
+    total = {v: sum(c["verdict"] == v for _, _, c in rows) for v in VERDICTS}
+    lines = [
+        f"{len(rows)} claims from {len(docs)} chapters: "
+        + ", ".join(f"{n} {v}" for v, n in total.items())
+        + ".",
+        "",
+        "| Chapter | " + " | ".join(v.capitalize() for v in VERDICTS) + " | All |",
+        "|---|" + "---:|" * (len(VERDICTS) + 1),
+    ]
+    for d in docs:
+        counts = [
+            sum(c["verdict"] == v for c in chapters[d]["claims"]) for v in VERDICTS
+        ]
+        numbers = " | ".join(str(n) for n in counts)
+        lines.append(f"| {{doc}}`/{d}` | {numbers} | {sum(counts)} |")
+    numbers = " | ".join(str(n) for n in total.values())
+    lines += [f"| **All** | {numbers} | **{len(rows)}** |", ""]
+    for v in VERDICTS:
+        group = [(d, i, c) for d, i, c in rows if c["verdict"] == v]
+        lines += [f"## {v.capitalize()} ({len(group)})", ""]
+        if not group:
+            lines += ["No claim of the book has this verdict.", ""]
+            continue
+        lines += ["| Claim | Measured here | Verdict |", "|---|---|---|"]
+        for d, i, c in group:
+            source = c["source"] + (
+                f", {{eq}}`{c['rests_on']}`" if c.get("rests_on") else ""
+            )
+            claim = f"{{doc}}`{chapters[d]['title']} <{'/' + d}>`, claim {i}: {c['claim']} ({source})"
+            shown = f"**{c['verdict']}**" + (f": {c['why']}" if c.get("why") else "")
+            lines.append(f"| {cell(claim)} | {cell(c['measured'])} | {cell(shown)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class ClaimsLedger(SphinxDirective):
+    """``claims-ledger``: every claim of every chapter (this page is read after the chapters)."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.env
+        env.kexue_ledger_doc = env.docname
+        chapters = getattr(env, "kexue_claims", {})
+        order = list(getattr(env.app.config, "external_site_map", None) or [])
+        order = [d for d in _toc_order(env.app) if d in chapters] or order
+        if not chapters:
+            return [nodes.paragraph(text="No chapter displayed a claims table.")]
+        container = nodes.container(classes=["kexue-ledger"])
+        text = ledger_markdown(chapters, order)
+        self.state.nested_parse(
+            StringList(text.splitlines()), self.content_offset, container
+        )
+        mark_claims_tables(container)
+        return container.children
+
+
+def _toc_order(app: Sphinx) -> list[str]:
+    site_map = getattr(app.config, "external_site_map", None)
+    if site_map is None:
+        return []
+    seen: list[str] = []
+
+    def walk(docname: str) -> None:
+        if docname in seen or docname not in site_map:
+            return
+        seen.append(docname)
+        for tree in site_map[docname].subtrees:
+            for item in tree.items:
+                walk(str(item))
+
+    walk(site_map.root.docname)
+    return seen
+
+
+def read_ledger_last(app: Sphinx, env, docnames: list[str]) -> None:
+    """Read the ledger page after every chapter (Sphinx reads in sorted order otherwise)."""
+    ledgers = [d for d in docnames if _is_ledger(app, d)]
+    for d in ledgers:
+        docnames.remove(d)
+        docnames.append(d)
+
+
+def reread_ledger(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """Any page read again may change the ledger: read the ledger again too."""
+    if added or changed or removed:
+        return [d for d in env.found_docs if _is_ledger(app, d)]
+    return []
+
+
+def _is_ledger(app: Sphinx, docname: str) -> bool:
+    path = Path(app.srcdir) / f"{docname}.md"
+    return path.is_file() and "```{claims-ledger}" in path.read_text(encoding="utf8")
+
+
+# --- presentation: alt text, part numbers ----------------------------------------------------------
+
+FILENAME_ALT = re.compile(r"^[\w./-]+\.(png|jpe?g|svg|gif)$|^$", re.I)
+
+
+def alt_text_from_captions(app: Sphinx, doctree: nodes.document) -> None:
+    """A figure's image gets its caption as alt text, unless it has a real one."""
+    for figure in doctree.findall(nodes.figure):
+        caption = next(iter(figure.findall(nodes.caption)), None)
+        if caption is None:
+            continue
+        text = " ".join(caption.astext().split())
+        for image in figure.findall(nodes.image):
+            if FILENAME_ALT.match(image.get("alt", "") or ""):
+                image["alt"] = text
+
+
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
+UNNUMBERED_PARTS = ("chapters/foundations/", "chapters/appendix/")
+
+
+def number_parts(app: Sphinx, config: Config) -> None:
+    """Prefix "Part I · ", "Part II · ", ... to the captions of the parts made of chapters.
+
+    Foundations and the appendix are not parts; neither are the front and back matter.
+    """
+    site_map = getattr(config, "external_site_map", None)
+    if site_map is None:
+        return
+    number = 0
+    for tree in site_map[site_map.root.docname].subtrees:
+        items = [str(item) for item in tree.items]
+        if not tree.caption or not items:
+            continue
+        if not all(
+            i.startswith("chapters/") and not i.startswith(UNNUMBERED_PARTS)
+            for i in items
+        ):
+            continue
+        tree.caption = f"Part {ROMAN[number]} · {tree.caption.split(' · ')[-1]}"
+        number += 1
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     # Runs before myst-nb's own config-inited handlers, which open the cache.
     app.connect("config-inited", key_cache_on_library, priority=100)
+    app.connect(
+        "config-inited", number_parts, priority=950
+    )  # after sphinx-external-toc (900)
+    app.connect("builder-inited", ingest_executed_notebooks)
+    app.add_directive("literalinclude", KexueLiteralInclude, override=True)
+    app.add_directive("claims-ledger", ClaimsLedger)
+    app.connect("doctree-read", collect_claims)
+    app.connect("doctree-read", alt_text_from_captions)
+    app.connect("env-purge-doc", purge_claims)
+    app.connect("env-merge-info", merge_claims)
+    app.connect("env-before-read-docs", read_ledger_last)
+    app.connect("env-get-outdated", reread_ledger)
     app.connect("env-get-outdated", mark_chapters_outdated)
     # Before sphinx-book-theme builds its header buttons (priority 501) from the context.
     app.connect("html-page-context", offer_notebook_download, priority=400)

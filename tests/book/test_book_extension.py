@@ -112,3 +112,110 @@ def test_mathjax_is_available_offline() -> None:
     assert (kexue_book.mathjax_source() / "tex-mml-chtml.js").is_file()
     for item in kexue_book.MATHJAX_FILES:
         assert (kexue_book.mathjax_source() / item).exists(), item
+
+
+# --- library code without docstrings ---------------------------------------------------------------
+
+
+def test_strip_docstrings_keeps_the_code_and_drops_every_docstring() -> None:
+    source = '''    def method(self, x):
+        """One line.
+
+        More lines.
+        """
+        y = x + 1  # "not a docstring"
+        return y
+'''
+    assert kexue_book.strip_docstrings(source) == '''    def method(self, x):
+        y = x + 1  # "not a docstring"
+        return y
+'''
+
+
+def test_strip_docstrings_in_a_class_and_its_methods() -> None:
+    source = '''class A:
+    """Doc."""
+
+    x: int = 1
+
+    def f(self):
+        """Only a docstring."""
+'''
+    assert kexue_book.strip_docstrings(source) == "class A:\n    x: int = 1\n\n    def f(self):\n        ...\n"
+
+
+def test_strip_docstrings_leaves_code_without_docstrings_alone() -> None:
+    source = "def f(x):\n    return 'text'\n"
+    assert kexue_book.strip_docstrings(source) == source
+
+
+# --- the claims ledger ------------------------------------------------------------------------------
+
+
+def claim(verdict: str, text: str = "c", **extra: object) -> dict:
+    return {"claim": text, "source": "s", "measured": "m", "verdict": verdict, "why": "w", **extra}
+
+
+def test_claims_are_read_from_the_json_bundle_of_a_notebook() -> None:
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown"},
+            {"cell_type": "code", "outputs": [{"output_type": "stream", "text": "x"}]},
+            {
+                "cell_type": "code",
+                "outputs": [{"data": {"text/markdown": "| Claim |", kexue_book.CLAIMS_MIME: {"claims": [claim("partly")]}}}],
+            },
+        ]
+    }
+    assert kexue_book.claims_of_notebook(notebook) == [claim("partly")]
+    assert kexue_book.claims_of_notebook({"cells": []}) == []
+
+
+def test_the_ledger_totals_and_groups_by_verdict() -> None:
+    chapters = {
+        "chapters/b": {"title": "B", "claims": [claim("reproduced", "b1"), claim("contradicted", "b2")]},
+        "chapters/a": {"title": "A", "claims": [claim("reproduced", "a1", rests_on="a-eq")]},
+    }
+    text = kexue_book.ledger_markdown(chapters, ["chapters/a", "chapters/b"])
+    lines = text.splitlines()
+    assert lines[0] == "3 claims from 2 chapters: 2 reproduced, 0 partly, 1 contradicted, 0 not tested."
+    assert "| {doc}`/chapters/a` | 1 | 0 | 0 | 0 | 1 |" in lines
+    assert "| {doc}`/chapters/b` | 1 | 0 | 1 | 0 | 2 |" in lines
+    assert lines.index("| {doc}`/chapters/a` | 1 | 0 | 0 | 0 | 1 |") < lines.index(
+        "| {doc}`/chapters/b` | 1 | 0 | 1 | 0 | 2 |"
+    )  # book order, not alphabetical
+    assert "## Reproduced (2)" in lines and "## Contradicted (1)" in lines and "## Partly (0)" in lines
+    assert any("{doc}`A </chapters/a>`, claim 1: a1 (s, {eq}`a-eq`)" in line for line in lines)
+    assert any("{doc}`B </chapters/b>`, claim 2: b2" in line and "**contradicted**: w" in line for line in lines)
+
+
+# --- parts numbered from their order ----------------------------------------------------------------
+
+
+def test_parts_made_of_chapters_are_numbered_in_order() -> None:
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    site_map = parse_toc_yaml(ROOT / "_toc.yml")
+    config = SimpleNamespace(external_site_map=site_map)
+    kexue_book.number_parts(None, config)
+    captions = [tree.caption for tree in site_map[site_map.root.docname].subtrees]
+    assert captions[:3] == ["Before you start", "Foundations", "Part I · Positions"]
+    assert "Part II · Attention" in captions
+    assert "Appendix" in captions and "Back matter" in captions
+    numbered = [c for c in captions if c.startswith("Part ")]
+    assert [c.split(" · ")[0] for c in numbered] == [f"Part {r}" for r in kexue_book.ROMAN[: len(numbered)]]
+
+
+# --- figures get their caption as alt text ----------------------------------------------------------
+
+
+def test_a_figure_without_alt_text_gets_its_caption() -> None:
+    from docutils import nodes
+
+    doctree = nodes.section()
+    named = nodes.figure("", nodes.image(uri="a.png", alt="a.png"), nodes.caption(text="Loss  falls\nto zero."))
+    kept = nodes.figure("", nodes.image(uri="b.png", alt="A real description"), nodes.caption(text="B"))
+    doctree += [named, kept]
+    kexue_book.alt_text_from_captions(None, doctree)
+    assert named.children[0]["alt"] == "Loss falls to zero."
+    assert kept.children[0]["alt"] == "A real description"

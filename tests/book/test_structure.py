@@ -7,6 +7,7 @@ check that could never fail would be noticed.
 from __future__ import annotations
 
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -17,10 +18,14 @@ from book_checks import (
     ROOT,
     anatomy_problems,
     bibliography_keys,
+    book_macros,
     chapter_files,
     cited_keys,
+    code_problems,
     header_problems,
     literalinclude_problems,
+    macro_cell,
+    macro_cell_problems,
     toc_files,
 )
 
@@ -83,6 +88,62 @@ def test_chapter_is_a_python3_myst_notebook(chapter: Path) -> None:
     assert not problems, f"{rel(chapter)}: " + "; ".join(problems)
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=rel)
+def test_chapter_opens_with_the_book_macros(chapter: Path) -> None:
+    problems = macro_cell_problems(chapter)
+    assert not problems, f"{rel(chapter)}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=rel)
+def test_chapter_code_fits_and_verdicts_are_derived(chapter: Path) -> None:
+    problems = code_problems(chapter)
+    assert not problems, f"{rel(chapter)}: " + "; ".join(problems)
+
+
+def test_a_chapter_converted_to_ipynb_defines_every_macro_it_uses(
+    tmp_path: Path,
+) -> None:
+    """As `jupytext --to ipynb` converts it for JupyterLab or VS Code, outside the book."""
+    import re
+
+    import nbformat
+
+    chapter = ROOT / "chapters" / "foundations" / "conventions.md"
+    target = tmp_path / "conventions.ipynb"
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupytext"),
+            "--to",
+            "ipynb",
+            str(chapter),
+            "-o",
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    notebook = nbformat.read(target, as_version=4)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown"
+    defined = set(re.findall(r"\\(?:re)?newcommand\{\\(\w+)\}", first.source))
+    assert defined == set(book_macros())
+    used = set()
+    for cell in notebook.cells[1:]:
+        if cell.cell_type == "markdown":
+            used |= set(re.findall(r"\\(\w+)", cell.source)) & set(book_macros())
+    assert used, (
+        "the chapter uses none of the book's macros: pick another chapter for this test"
+    )
+    assert used <= defined
+
+
+def test_the_macro_cell_follows_the_book_configuration() -> None:
+    cell = macro_cell()
+    assert "\\renewcommand{\\vec}[1]{\\boldsymbol{#1}}" in cell
+    assert "\\newcommand{\\inner}[2]{\\langle #1, #2 \\rangle}" in cell
+    assert "\n\n" not in cell  # one HTML block: the book does not render it
+
+
 @pytest.mark.parametrize("chapter", FULL_CHAPTERS, ids=rel)
 def test_chapter_module_and_test_mirror_each_other(chapter: Path) -> None:
     part, topic = chapter.parent.name, chapter.stem
@@ -140,6 +201,12 @@ Why this matters, following {cite}`su-kexue`.
 
 ## Derivation
 
+The square's derivative,
+
+$$
+\\frac{d}{dx} x^2 = 2x.
+$$ (a-derivative)
+
 ```{code-cell} ipython3
 import sympy as sp
 x = sp.Symbol("x")
@@ -150,6 +217,7 @@ assert sp.diff(x**2, x) == 2 * x
 
 ```{literalinclude} ../../src/kexue/runtime.py
 :pyobject: get_device
+:no-docstring:
 ```
 
 ## Verification
@@ -162,12 +230,45 @@ assert 1 + 1 == 2
 
 ```{code-cell} ipython3
 fig, ax = plt.subplots()
+claims.add(Claim("c", "s", "m", passed=error < 0.1))
 ```
 
 ## Claims checked
 
 ```{code-cell} ipython3
-ClaimsTable([])
+claims
+```
+
+## What we learned
+
+Squares grow.
+
+## Exercises
+
+```{exercise}
+:label: a-ex-1
+Differentiate $x^3$.
+```
+
+```{solution} a-ex-1
+:class: dropdown
+$3x^2$.
+```
+
+```{exercise}
+:label: a-ex-2
+Compute $2 + 2$.
+```
+
+```{solution-start} a-ex-2
+:class: dropdown
+```
+
+```{code-cell} ipython3
+assert 2 + 2 == 4
+```
+
+```{solution-end}
 ```
 """
 
@@ -199,8 +300,26 @@ def test_the_anatomy_check_accepts_a_complete_chapter(tmp_path: Path) -> None:
             "Verification has no code cell with an assert",
         ),
         (("fig, ax = plt.subplots()", "print(1)"), "draws no figure"),
-        (("ClaimsTable([])", "print('claims')"), "no claims table"),
+        (
+            ("```{code-cell} ipython3\nclaims\n```", "Nothing."),
+            "does not show the chapter's ClaimsTable",
+        ),
         (("# A title", "A title"), "no title"),
+        (("$$ (a-derivative)", "$$"), "no labelled display equation"),
+        ((":no-docstring:\n", ""), "without :no-docstring:"),
+        (("## Exercises", "## Problems"), "missing sections: ['Exercises']"),
+        (("## What we learned", "## Summary"), "missing sections: ['What we learned']"),
+        (("```{solution} a-ex-1", "```{note} a-ex-1"), "2 exercises but 1 solutions"),
+        (("assert 2 + 2 == 4", "2 + 2"), "no computational solution"),
+        (("passed=error < 0.1", 'verdict="reproduced"'), "a verdict written by hand"),
+        (
+            ("Squares grow.", "As the brief says, squares grow."),
+            "words of how the book was made",
+        ),
+        (
+            ("assert 1 + 1 == 2", "assert 1 + 1 == 2\n" + "x = 1\n" * 40),
+            "a code cell of 41 lines",
+        ),
     ],
 )
 def test_the_anatomy_check_rejects_what_is_missing(
@@ -210,6 +329,15 @@ def test_the_anatomy_check_rejects_what_is_missing(
     assert broken != GOOD_CHAPTER
     problems = anatomy_problems(write_chapter(tmp_path, broken))
     assert any(expected in p for p in problems), problems
+
+
+def test_a_claim_measured_in_a_hidden_cell_is_rejected(tmp_path: Path) -> None:
+    hidden = GOOD_CHAPTER.replace(
+        "```{code-cell} ipython3\nfig, ax",
+        "```{code-cell} ipython3\n:tags: [hide-input]\n\nfig, ax",
+    )
+    problems = anatomy_problems(write_chapter(tmp_path, hidden))
+    assert any("hidden cells only draw" in p for p in problems), problems
 
 
 def test_the_anatomy_check_rejects_sections_out_of_order(tmp_path: Path) -> None:

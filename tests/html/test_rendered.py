@@ -56,10 +56,15 @@ class Findings:
         )
 
 
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 420, "height": 860}
+MIN_COLUMN_PX = 20
+
+
 def open_page(
-    browser, url: str, origin: str, findings: Findings, screenshot: Path | None = None
+    browser, url: str, origin: str, findings: Findings, viewport: dict = DESKTOP
 ):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport=viewport)
 
     def route(request_route) -> None:
         request_url = request_route.request.url
@@ -153,6 +158,67 @@ def check_links(page, site_root: Path, page_url: str, origin: str) -> list[str]:
     return problems
 
 
+def check_layout(page) -> list[str]:
+    """At desktop width: no table column narrower than MIN_COLUMN_PX, no pre block whose content
+    is wider than its box (it would scroll sideways), and no image whose alt text is missing or a
+    file name."""
+    return page.evaluate(
+        """(minimum) => {
+            const problems = [];
+            const article = document.querySelector('article') || document.body;
+            for (const cell of article.querySelectorAll('table th, table td')) {
+                const width = cell.getBoundingClientRect().width;
+                if (cell.textContent.trim() && width < minimum) {
+                    problems.push(`table column ${Math.round(width)} px wide: `
+                        + cell.textContent.trim().slice(0, 40));
+                }
+            }
+            for (const pre of article.querySelectorAll('pre')) {
+                if (pre.scrollWidth > pre.clientWidth + 1) {
+                    const line = pre.textContent.split('\\n')
+                        .reduce((a, b) => (b.length > a.length ? b : a), '');
+                    problems.push(`pre block scrolls (${pre.scrollWidth} > ${pre.clientWidth} px): `
+                        + line.trim().slice(0, 60));
+                }
+            }
+            for (const img of article.querySelectorAll('img')) {
+                const alt = (img.getAttribute('alt') || '').trim();
+                if (!alt || /^[\\w./-]+\\.(png|jpe?g|svg|gif)$/i.test(alt)) {
+                    problems.push('image without alt text: ' + (img.getAttribute('src') || '').slice(-60));
+                }
+            }
+            return problems;
+        }""",
+        MIN_COLUMN_PX,
+    )
+
+
+def check_narrow_screen(page) -> list[str]:
+    """At phone width: the page itself never scrolls sideways (code blocks and tables may scroll
+    inside their own boxes); names the elements that stick out."""
+    return page.evaluate(
+        """() => {
+            const width = document.documentElement.clientWidth;
+            if (document.documentElement.scrollWidth <= width + 1) return [];
+            const scrolls = (el) => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(el).overflowX);
+            const culprits = [];
+            for (const el of document.body.querySelectorAll('*')) {
+                const box = el.getBoundingClientRect();
+                if (box.right <= width + 1 || box.width === 0) continue;
+                let parent = el.parentElement, inside = false;
+                while (parent && parent !== document.body) {
+                    if (scrolls(parent)) { inside = true; break; }
+                    parent = parent.parentElement;
+                }
+                if (!inside) culprits.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')}`
+                    + ` reaches ${Math.round(box.right)} px`);
+            }
+            return [`the page scrolls sideways at ${width} px (${document.documentElement.scrollWidth} px)`]
+                .concat(culprits.slice(0, 5));
+        }"""
+    )
+
+
 REDIRECT = re.compile(
     r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.IGNORECASE
 )
@@ -172,20 +238,28 @@ def test_page_renders_cleanly(
     url = server_url + page_path
     page = open_page(browser, url, server_url, findings)
     try:
-        problems = (
-            check_math(page)
-            + check_images(page)
-            + check_links(page, site_root, url, server_url)
-        )
-        shots = pytestconfig.getoption("--screenshots")
-        if shots:
-            target = Path(shots) / (page_path.replace("/", "__") + ".png")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(target), full_page=True)
+        problems = check_math(page) + check_images(page)
+        problems += check_links(page, site_root, url, server_url) + check_layout(page)
+        screenshot(page, pytestconfig, page_path, "1400")
     finally:
         page.close()
+    phone = open_page(browser, url, server_url, findings, viewport=PHONE)
+    try:
+        check_math(phone)  # typeset first: the formulas' final widths count
+        problems += [f"at {PHONE['width']} px: {p}" for p in check_narrow_screen(phone)]
+        screenshot(phone, pytestconfig, page_path, "420")
+    finally:
+        phone.close()
     problems = findings.problems() + problems
     assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
+
+
+def screenshot(page, config: pytest.Config, page_path: str, suffix: str) -> None:
+    shots = config.getoption("--screenshots")
+    if shots:
+        target = Path(shots) / f"{page_path.replace('/', '__')}.{suffix}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target), full_page=True)
 
 
 @pytest.fixture(scope="module")

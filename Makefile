@@ -88,7 +88,7 @@ bench: $(BENCH_STAMP)
 
 # JupyterLab is not part of the pinned book environment; it has its own pinned file.
 $(VENV)/.kexue-lab-installed: $(STAMP) requirements-lab.txt
-	$(BIN)/python -m pip install --quiet -r requirements-lab.txt
+	$(BIN)/python -m pip install --quiet -r requirements-lab.txt -c requirements.txt
 	touch $@
 
 lab: $(VENV)/.kexue-lab-installed

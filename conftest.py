@@ -87,7 +87,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     yield
     if not isinstance(item, IPyNbCell):
         return
-    item.cell.outputs = list(getattr(item, "test_outputs", None) or [])
+    outputs = list(getattr(item, "test_outputs", None) or [])
+    if item.cell.source.rstrip().endswith(";"):
+        # IPython hides a cell's value after a trailing semicolon; nbval's kernel does not
+        outputs = [o for o in outputs if o.get("output_type") != "execute_result"]
+    item.cell.outputs = outputs
     item.cell.execution_count = item.cell_num + 1
     for output in item.cell.outputs:
         if output.get("output_type") == "execute_result":

@@ -324,16 +324,43 @@ def collect_claims(app: Sphinx, doctree: nodes.document) -> None:
     if not hasattr(env, "kexue_claims"):
         env.kexue_claims = {}
     env.kexue_claims.pop(env.docname, None)
-    executed = Path(app.outdir).parent / "jupyter_execute" / f"{env.docname}.ipynb"
-    if not executed.is_file() or "kernelspec" not in env.metadata.get(env.docname, {}):
+    if "kernelspec" not in env.metadata.get(env.docname, {}):
         return
-    rows = claims_of_notebook(json.loads(executed.read_text(encoding="utf8")))
+    rows = claims_of_notebook(executed_notebook(app, env.docname))
     if rows:
         title = next(iter(doctree.findall(nodes.title)), None)
         env.kexue_claims[env.docname] = {
             "title": title.astext() if title is not None else env.docname,
             "claims": rows,
         }
+
+
+def executed_notebook(app: Sphinx, docname: str) -> dict:
+    """The executed notebook of a chapter, with its outputs.
+
+    In cache mode myst-nb writes ``jupyter_execute/<doc>.ipynb`` without the outputs it merged
+    from the cache, so the outputs are taken from the cache itself.
+    """
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+    notebook = (
+        json.loads(executed.read_text(encoding="utf8")) if executed.is_file() else {}
+    )
+    if any(c.get("outputs") for c in notebook.get("cells", [])):
+        return notebook
+    if app.config.nb_execution_mode != "cache":
+        return notebook
+    from jupyter_cache import get_cache
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    source = Path(app.env.doc2path(docname))
+    cache = get_cache(_cache_path(app, app.config))
+    try:
+        record = cache.match_cache_notebook(
+            read_myst_markdown_notebook(source.read_text("utf8"))
+        )
+    except KeyError:
+        return notebook
+    return cache.get_cache_bundle(record.pk).nb
 
 
 def purge_claims(app: Sphinx, env, docname: str) -> None:
@@ -361,7 +388,7 @@ def ledger_markdown(chapters: dict[str, dict], order: list[str]) -> str:
     ]
     total = {v: sum(c["verdict"] == v for _, _, c in rows) for v in VERDICTS}
     lines = [
-        f"{len(rows)} claims from {len(docs)} chapters: "
+        f"{len(rows)} claims from {len(docs)} chapter{'s' if len(docs) != 1 else ''}: "
         + ", ".join(f"{n} {v}" for v, n in total.items())
         + ".",
         "",

@@ -12,11 +12,15 @@ import functools
 import http.server
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# test_checks.py imports the checks of test_rendered.py (pytest runs with --import-mode=importlib)
+sys.path.insert(0, str(Path(__file__).parent))
 
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root

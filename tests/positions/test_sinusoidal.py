@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 
 from kexue.positions.sinusoidal import (
     SinusoidalEmbedding,
+    covariance_dominance,
+    decay_integral,
     frequencies,
+    power_decay_integral,
     relative_shift_matrix,
     sinusoidal_embedding,
     toeplitz_share,
@@ -264,3 +267,109 @@ def test_toeplitz_share_rejects_non_square_input() -> None:
         toeplitz_share(torch.zeros(3, 4))
     with pytest.raises(TypeError, match="real floating-point"):
         toeplitz_share(torch.zeros(3, 3, dtype=torch.int64))
+
+
+def midpoint(integrand, nodes: int = 1_000_000) -> float:
+    """Float64 reference: the midpoint rule on [0, 1] (error ~ max|f''| / (24 nodes^2))."""
+    t = (torch.arange(nodes, dtype=torch.float64) + 0.5) / nodes
+    return integrand(t).mean().item()
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 10.0, 100.0, -37.0])
+@pytest.mark.parametrize("base", [10000.0, 1000.0])
+def test_decay_integral_against_the_midpoint_rule(k: float, base: float) -> None:
+    expected = midpoint(lambda t: torch.cos(k * base ** (-t)))
+    assert decay_integral(k, base=base).item() == pytest.approx(expected, abs=1e-8)
+
+
+def test_decay_integral_keeps_the_shape_and_is_one_at_zero() -> None:
+    got = decay_integral(torch.tensor([[0, 10], [-10, 1000]]))
+    assert got.shape == (2, 2) and got.dtype == torch.float64
+    assert got[0, 0].item() == 1.0 and got[0, 1].item() == got[1, 0].item()
+    # the values quoted by the chapter, to five decimals
+    assert got[1, 1].item() == pytest.approx(0.18769, abs=5e-6)
+
+
+@pytest.mark.parametrize("k", [0.5, 3.0, 30.0, -12.0])
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 4.0, 0.5])
+def test_power_decay_integral_against_the_midpoint_rule(k: float, alpha: float) -> None:
+    expected = midpoint(lambda t: torch.cos(k * t**alpha))
+    got = power_decay_integral(k, alpha).item()
+    assert got == pytest.approx(expected, abs=1e-8)
+
+
+def test_linear_schedule_is_sin_k_over_k() -> None:
+    k = torch.tensor([0.0, 1.0, math.pi, 50.0], dtype=torch.float64)
+    expected = [1.0, math.sin(1.0), 0.0, math.sin(50.0) / 50.0]
+    got = power_decay_integral(k, 1)
+    assert got.tolist() == pytest.approx(expected, abs=1e-14)
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, [1.0, -math.inf]])
+def test_decay_integrals_reject_non_finite_distances(bad: object) -> None:
+    with pytest.raises(ValueError, match="distances must be finite"):
+        decay_integral(bad)
+    with pytest.raises(ValueError, match="distances must be finite"):
+        power_decay_integral(bad, 2.0)
+
+
+def test_decay_integrals_reject_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="distances must be"):
+        decay_integral(torch.tensor([True]))
+    with pytest.raises(ValueError, match="base must be a finite number greater than 1"):
+        decay_integral(1.0, base=1.0)
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        power_decay_integral(1.0, "2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha must be a finite positive number"):
+        power_decay_integral(1.0, 0.0)
+
+
+def test_covariance_dominance_against_a_float64_loop() -> None:
+    """Reference: the covariance entry by entry, with Python floats."""
+    table = torch.randn(50, 4, dtype=torch.float64) * torch.tensor([1.0, 2.0, 3.0, 0.5])
+    table[:, 1] += 0.9 * table[:, 0]
+    cols = table.T.tolist()
+    means = [sum(c) / 50 for c in cols]
+    cov = [
+        [
+            sum(
+                (a - means[i]) * (b - means[j])
+                for a, b in zip(cols[i], cols[j], strict=True)
+            )
+            / 49
+            for j in range(4)
+        ]
+        for i in range(4)
+    ]
+    off = [abs(cov[i][j]) for i in range(4) for j in range(4) if i != j]
+    diag = [abs(cov[i][i]) for i in range(4)]
+    got = covariance_dominance(table.float())
+    assert got["mean ratio"] == pytest.approx(
+        (sum(diag) / 4) / (sum(off) / 12), rel=1e-5
+    )
+    energy = sum(d**2 for d in diag) / sum(
+        cov[i][j] ** 2 for i in range(4) for j in range(4)
+    )
+    assert got["diagonal energy"] == pytest.approx(energy, rel=1e-5)
+    dominated = [
+        diag[i] > max(abs(cov[i][j]) for j in range(4) if j != i) for i in range(4)
+    ]
+    assert got["rows dominated"] == sum(dominated) / 4
+
+
+def test_covariance_dominance_of_independent_and_of_rank_one_tables() -> None:
+    generator = torch.Generator().manual_seed(0)
+    independent = torch.randn(20_000, 8, generator=generator, dtype=torch.float64)
+    assert covariance_dominance(independent)["rows dominated"] == 1.0
+    shared = torch.randn(1000, 1, generator=generator, dtype=torch.float64)
+    rank_one = shared * torch.ones(1, 8, dtype=torch.float64)
+    assert covariance_dominance(rank_one)["diagonal energy"] == pytest.approx(1 / 8)
+
+
+def test_covariance_dominance_rejects_bad_tables() -> None:
+    with pytest.raises(TypeError, match="real floating-point"):
+        covariance_dominance(torch.ones(4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"shape \(samples, dim\)"):
+        covariance_dominance(torch.ones(4))
+    with pytest.raises(ValueError, match=r"shape \(samples, dim\)"):
+        covariance_dominance(torch.ones(1, 4))

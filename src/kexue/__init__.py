@@ -1,10 +1,13 @@
-"""kexue: results from *Scientific Spaces* (kexue.fm), derived with SymPy and implemented in PyTorch.
+"""kexue: results from *Scientific Spaces* (kexue.fm), in SymPy and PyTorch.
 
-Each subpackage mirrors a part of the book (``kexue.positions``, ``kexue.attention``, ...), and each
-module mirrors one chapter. The helpers every chapter uses live at the top level:
+Each result is derived with SymPy and implemented in PyTorch.
+
+Each subpackage mirrors a part of the book (``kexue.positions``, ``kexue.attention``,
+...), and each module mirrors one chapter. The helpers every chapter uses live at the
+top level:
 
 >>> import kexue
->>> device = kexue.get_device()        # CUDA when available, else CPU (override: KEXUE_DEVICE)
+>>> device = kexue.get_device()  # CUDA if available, else CPU (or KEXUE_DEVICE)
 >>> generator = kexue.seed_everything(0)  # seeds torch, numpy and random
 """
 

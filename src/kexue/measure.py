@@ -1,8 +1,8 @@
 """Small, honest measurements of time and memory for the chapters' scaling figures.
 
-Chapters compare how cost grows with sequence length; they need the median of a few runs and the peak
-memory a call allocates, on the CPU as well as on CUDA. The benchmarks (``benchmarks/harness.py``) use the
-same peak-memory measurement.
+Chapters compare how cost grows with sequence length; they need the median of a few runs
+and the peak memory a call allocates, on the CPU as well as on CUDA. The benchmarks
+(``benchmarks/harness.py``) use the same peak-memory measurement.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from torch.profiler import ProfilerActivity, profile
 def median_time(
     fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1
 ) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls.
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after warm-up.
 
-    CUDA work is synchronised before and after each call, so queued kernels are counted.
+    ``warmup`` calls run first and are not timed. CUDA work is synchronised before and
+    after each call, so queued kernels are counted.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(
@@ -42,14 +43,15 @@ def median_time(
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes allocated by one call of ``fn()`` on ``device`` beyond what was allocated before it.
+    """Peak bytes allocated by one call of ``fn()`` on ``device``, beyond those before.
 
-    Inputs that exist before the call are excluded, the output is included. On CUDA this is the caching
-    allocator's peak (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``). On the CPU,
-    torch's profiler (``profile_memory=True``) records every allocation and free of the CPU allocator during
-    the call, and the peak of their running sum is returned; scratch memory inside a fused kernel is counted
-    too. The profiler's C++ start/stop log lines on file descriptor 2 are silenced, so a notebook cell stays
-    free of stderr output.
+    Inputs that exist before the call are excluded, the output is included. On CUDA this
+    is the caching allocator's peak (``torch.cuda.max_memory_allocated`` after
+    ``reset_peak_memory_stats``). On the CPU, torch's profiler (``profile_memory=True``)
+    records every allocation and free of the CPU allocator during the call, and the peak
+    of their running sum is returned; scratch memory inside a fused kernel is counted
+    too. The profiler's C++ start/stop log lines on file descriptor 2 are silenced, so a
+    notebook cell stays free of stderr output.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -83,7 +85,7 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for the duration (where it can be duplicated at all)."""
+    """Point file descriptor 2 at /dev/null for the duration (where it can be)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)

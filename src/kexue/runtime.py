@@ -15,9 +15,10 @@ DEVICE_ENV_VAR = "KEXUE_DEVICE"
 def get_device(preferred: str | torch.device | None = None) -> torch.device:
     """Return the device a chapter should compute on.
 
-    The choice, in order: ``preferred`` if given; else the ``KEXUE_DEVICE`` environment variable;
-    else the first CUDA device when one is available; else the CPU. Setting ``KEXUE_DEVICE=cpu``
-    makes a GPU machine reproduce the CPU numbers the book was built with.
+    The choice, in order: ``preferred`` if given; else the ``KEXUE_DEVICE`` environment
+    variable; else the first CUDA device when one is available; else the CPU. Setting
+    ``KEXUE_DEVICE=cpu`` makes a GPU machine reproduce the CPU numbers the book was
+    built with.
 
     Raises:
         ValueError: the requested device string is not a valid torch device.
@@ -43,11 +44,12 @@ def get_device(preferred: str | torch.device | None = None) -> torch.device:
 
 
 def seed_everything(seed: int = 0, *, deterministic: bool = False) -> torch.Generator:
-    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and all CUDA).
 
-    Returns a fresh ``torch.Generator`` (CPU) seeded with ``seed``, for code that prefers an explicit
-    generator to the global state. With ``deterministic=True`` torch is also asked to use
-    deterministic algorithms, which matters for some CUDA kernels (at a cost in speed).
+    Returns a fresh ``torch.Generator`` (CPU) seeded with ``seed``, for code that
+    prefers an explicit generator to the global state. With ``deterministic=True`` torch
+    is also asked to use deterministic algorithms, which matters for some CUDA kernels
+    (at a cost in speed).
 
     Raises:
         TypeError: ``seed`` is not an integer.

@@ -1,4 +1,4 @@
-"""Turning SymPy results into torch functions, for checking implementations against derivations."""
+"""Turning SymPy results into torch functions, to check implementations against them."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sympy as sp
 
 
 def torch_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> Callable:
-    """``sympy.lambdify(symbols, expr, modules="torch")`` after evaluating the numeric constants.
+    """``sympy.lambdify(symbols, expr, modules="torch")``, numeric constants evaluated.
 
-    SymPy's torch printer writes constants such as ``sqrt(2)`` as ``torch.sqrt(2)``, which fails on a
-    Python number; evaluating every numeric subexpression to a float first (17 digits) avoids that.
-    Functions SymPy maps to torch (``exp``, ``erf``, ``erfc``, ``log``, trigonometric functions, ...) are
-    kept as they are.
-    The returned function takes tensors (or numbers) in the order of ``symbols``.
+    SymPy's torch printer writes constants such as ``sqrt(2)`` as ``torch.sqrt(2)``,
+    which fails on a Python number; evaluating every numeric subexpression to a float
+    first (17 digits) avoids that. Functions SymPy maps to torch (``exp``, ``erf``,
+    ``erfc``, ``log``, trigonometric functions, ...) are kept as they are. The returned
+    function takes tensors (or numbers) in the order of ``symbols``.
     """
     evaluated = expr.replace(
         lambda e: (

@@ -1,4 +1,4 @@
-"""Synthetic tasks that the chapters train small models on (generated on the fly, no data files)."""
+"""Synthetic tasks that the chapters train small models on (generated, no data)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ def salient_value(
     *,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The soft arg-max task: every position must output the value of the most salient token.
+    """The soft arg-max task: each position outputs the value of the most salient token.
 
-    Values and saliences are independent standard normals of shape ``(count, length)``; the target, also
-    ``(count, length)``, repeats ``values[i, argmax_j salience[i, j]]`` along each row. One attention head
-    can solve it by attending to the largest salience, and how sharply it can do so is what the entropy
-    and linear-attention chapters measure. Drawn on the CPU from ``generator`` (so results do not depend on
+    Values and saliences are independent standard normals of shape ``(count, length)``;
+    the target, also ``(count, length)``, repeats ``values[i, argmax_j salience[i, j]]``
+    along each row. One attention head can solve it by attending to the largest
+    salience, and how sharply it can do so is what the entropy and linear-attention
+    chapters measure. Drawn on the CPU from ``generator`` (so results do not depend on
     the device), then moved to ``device``.
     """
     if count < 0 or length < 1:
@@ -37,20 +38,22 @@ def partner_value(
     symbols: int | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """A pairwise task: every token must output the value of the one other token that shares its symbol.
+    """A pairwise task: each token outputs the value of the other token with its symbol.
 
-    Each sequence has ``2 * pairs`` tokens: ``pairs`` distinct symbols drawn from ``range(symbols)``
-    (default ``2 * pairs``), each used twice, in random order. Values are independent standard normals.
-    Returns ``symbols_ids`` (long), ``values`` and ``target``, each ``(count, 2 * pairs)``, where
-    ``target[b, i] = values[b, j]`` for the ``j != i`` with the same symbol. Softmax attention can route this
-    token by token (query = own symbol, key = symbol); an average shared by all tokens cannot, because the
-    target is independent of the token's own value and of any one global summary of fixed size. Drawn on the
-    CPU from ``generator``, then moved to ``device``.
+    Each sequence has ``2 * pairs`` tokens: ``pairs`` distinct symbols drawn from
+    ``range(symbols)`` (default ``2 * pairs``), each used twice, in random order. Values
+    are independent standard normals. Returns ``symbols_ids`` (long), ``values`` and
+    ``target``, each ``(count, 2 * pairs)``, where ``target[b, i] = values[b, j]`` for
+    the ``j != i`` with the same symbol. Softmax attention can route this token by token
+    (query = own symbol, key = symbol); an average shared by all tokens cannot, because
+    the target is independent of the token's own value and of any one global summary of
+    fixed size. Drawn on the CPU from ``generator``, then moved to ``device``.
     """
     symbols = 2 * pairs if symbols is None else symbols
     if count < 0 or pairs < 1 or symbols < pairs:
         raise ValueError(
-            f"need count >= 0, pairs >= 1 and symbols >= pairs, got {count}, {pairs}, {symbols}"
+            "need count >= 0, pairs >= 1 and symbols >= pairs, "
+            f"got {count}, {pairs}, {symbols}"
         )
     length = 2 * pairs
     chosen = torch.rand(count, symbols, generator=generator).argsort(dim=1)[:, :pairs]
@@ -73,18 +76,19 @@ def salient_class(
     min_length: int = 1,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Sequence classification with padding: the label is the class of the most salient real token.
+    """Classification with padding: the label is the most salient real token's class.
 
-    Lengths are uniform in ``[min_length, length]``; sequences are padded at the end to ``length``. Returns
-    ``labels`` (long, ``(count, length)``, each token's class in ``range(classes)``), ``salience``
-    (standard normals), ``mask`` (bool, True at real tokens) and ``target`` (long, ``(count,)``). Padded
-    tokens hold class 0 and salience 0 and must be ignored through the mask. Drawn on the CPU from
-    ``generator``, then moved to ``device``.
+    Lengths are uniform in ``[min_length, length]``; sequences are padded at the end to
+    ``length``. Returns ``labels`` (long, ``(count, length)``, each token's class in
+    ``range(classes)``), ``salience`` (standard normals), ``mask`` (bool, True at real
+    tokens) and ``target`` (long, ``(count,)``). Padded tokens hold class 0 and salience
+    0 and must be ignored through the mask. Drawn on the CPU from ``generator``, then
+    moved to ``device``.
     """
     if count < 0 or classes < 1 or not 1 <= min_length <= length:
         raise ValueError(
-            f"need count >= 0, classes >= 1 and 1 <= min_length <= length, got {count}, {classes}, "
-            f"{min_length}, {length}"
+            "need count >= 0, classes >= 1 and 1 <= min_length <= length, "
+            f"got {count}, {classes}, {min_length}, {length}"
         )
     lengths = torch.randint(min_length, length + 1, (count,), generator=generator)
     mask = torch.arange(length) < lengths.unsqueeze(1)

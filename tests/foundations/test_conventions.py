@@ -12,7 +12,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.foundations.conventions import geometric_sum, geometric_sum_naive
+from kexue.foundations.conventions import (
+    amplification,
+    geometric_sum,
+    geometric_sum_exact,
+    geometric_sum_naive,
+    ulps,
+)
 
 mpmath.mp.dps = 50
 
@@ -171,3 +177,60 @@ def test_negative_n_is_rejected() -> None:
 def test_mismatched_devices_are_rejected() -> None:
     with pytest.raises(ValueError, match="is on"):
         geometric_sum(torch.tensor([0.5], device="cuda"), torch.tensor([3]))
+
+
+# --- the chapter's references: geometric_sum_exact, amplification, ulps ---------------
+
+
+def test_exact_reference_matches_term_by_term_summation() -> None:
+    ratios = torch.tensor([[-1.5], [-1.0], [0.0], [1 - 2.0**-20], [1.0], [1.25]])
+    n = torch.tensor([0, 1, 7, 300])
+    got = geometric_sum_exact(ratios, n)
+    assert got.dtype == torch.float64 and got.shape == (6, 4)
+    expected = torch.tensor(
+        [[exact(r, m) for m in n.tolist()] for r in ratios.flatten().tolist()],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0.0)
+
+
+def test_exact_reference_takes_the_binary_value_of_the_ratio() -> None:
+    """float32(0.999) is not 0.999: the reference must sum the float32 number."""
+    ratio = torch.tensor([0.999], dtype=torch.float32)
+    got = geometric_sum_exact(ratio, 1000).item()
+    assert got == pytest.approx(exact(float(ratio.item()), 1000), rel=1e-15)
+    assert got != pytest.approx(exact(0.999, 1000), rel=1e-6)
+
+
+def test_amplification_against_its_closed_form_and_limit() -> None:
+    ratios = torch.tensor([0.5, 0.9, 1.5, -0.5, 1 - 1e-6, 1.0], dtype=torch.float64)
+    got = amplification(ratios, 5)
+    q = ratios[:5]
+    torch.testing.assert_close(got[:5], (q**5 / (1 - q**5)).abs(), rtol=1e-9, atol=0)
+    assert got[4].item() * 5 * 1e-6 == pytest.approx(1.0, rel=1e-5)  # ~ 1/(n h)
+    assert got[5].item() == float("inf")
+    assert amplification(torch.tensor([-1.0]), 4).item() == float("inf")
+
+
+def test_ulps_counts_relative_error_in_machine_epsilons() -> None:
+    exact_values = torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    eps = torch.finfo(torch.float32).eps
+    computed = torch.tensor([1 + eps, 2.0, 0.0, 1.0], dtype=torch.float32)
+    assert ulps(computed, exact_values).tolist() == [1.0, 0.0, 0.0, float("inf")]
+
+
+@pytest.mark.parametrize("fn", [geometric_sum_exact, amplification])
+def test_references_reject_bad_arguments(fn) -> None:
+    with pytest.raises(TypeError, match="ratio must be"):
+        fn(torch.tensor([1, 2]), 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        fn(torch.tensor([0.5]), -2)
+    with pytest.raises(ValueError, match="digits"):
+        fn(torch.tensor([0.5]), 2, digits=10)
+
+
+def test_ulps_rejects_non_floating_input() -> None:
+    with pytest.raises(TypeError, match="computed must be"):
+        ulps(torch.tensor([1]), torch.tensor([1.0]))
+    with pytest.raises(TypeError, match="exact must be"):
+        ulps(torch.tensor([1.0]), [1.0])  # type: ignore[arg-type]

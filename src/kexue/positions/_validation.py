@@ -1,4 +1,4 @@
-"""Argument checks shared by the position-encoding modules (one wording of each error everywhere)."""
+"""Argument checks shared by the position-encoding modules (one wording per error)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import Tensor
 
 
 def check_dim_and_base(dim: int, base: float) -> None:
-    """``dim`` a positive even int (sin/cos or rotation pairs), ``base`` a finite number above 1."""
+    """``dim`` a positive even int (sin/cos or rotation pairs), ``base`` finite, > 1."""
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     if dim <= 0 or dim % 2:

@@ -1,0 +1,779 @@
+"""What the book's benchmarks appendix shows: tables, figures and target verdicts from results files.
+
+The appendix (chapters/appendix/benchmarks.md) reads every ``benchmarks/results/*.json`` that ``make bench``
+wrote and calls these functions; its cells stay short. Nothing here times anything. Tables are returned as
+``(header, rows)`` and rendered by :func:`md_table`; targets as :class:`Target` rows whose verdict is derived
+from the measured boolean ``met`` (``True`` met, ``False`` missed, ``None`` untested), never written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Run = dict[str, Any]
+Row = dict[str, Any]
+Table = tuple[list[str], list[list[str]]]
+
+LINEAR_CAUSAL = "kexue linear_attention, causal"
+FLASH_CAUSAL = "SDPA flash, causal"
+APPROX_PAIRS = (
+    ("performer", "Performer", "kexue performer_attention", "performer-pytorch"),
+    ("nystrom", "Nyström", "kexue nystrom_attention", "nystrom-attention"),
+)
+GPU_TARGETS = (
+    "`apply_rope` no slower than rotary-embedding-torch (GPU)",
+    "RoPE above 70% of the card's peak memory bandwidth",
+    "Causal linear attention beats SDPA flash beyond some $n$ (GPU)",
+)
+
+
+# --- loading and selecting -------------------------------------------------------------------------
+
+
+def find_results(start: Path) -> Path:
+    """The repository's ``benchmarks/results`` folder, from ``start`` or any folder above it."""
+    for folder in (start, *start.parents):
+        if (folder / "benchmarks" / "results").is_dir():
+            return folder / "benchmarks" / "results"
+    raise FileNotFoundError(f"no benchmarks/results above {start}")
+
+
+def load_runs(folder: Path) -> list[Run]:
+    """Every results file in ``folder``, sorted by name, each with its file name under ``"file"``."""
+    runs = [
+        json.loads(p.read_text()) | {"file": p.name}
+        for p in sorted(folder.glob("*.json"))
+    ]
+    if not runs:
+        raise FileNotFoundError(f"no results files in {folder}")
+    return runs
+
+
+def rows(run: Run, suite: str, status: str = "ok") -> list[Row]:
+    return [r for r in run["rows"] if r["suite"] == suite and r["status"] == status]
+
+
+def by_group(run: Run, suite: str) -> dict[str, dict[str, Row]]:
+    """The rows of a suite by group, then by candidate."""
+    groups: dict[str, dict[str, Row]] = {}
+    for r in rows(run, suite):
+        groups.setdefault(r["group"], {})[r["candidate"]] = r
+    return groups
+
+
+def label(run: Run) -> str:
+    d = run["device"]
+    threads = f"{d['threads']} thread{'s' if d['threads'] > 1 else ''}"
+    return f"{d['name']} ({d['type'].upper()}, {threads})"
+
+
+# --- statistics ------------------------------------------------------------------------------------
+
+
+def paired(a: Row, b: Row) -> np.ndarray:
+    """Median and quartiles of the round-by-round ratio time(a) / time(b) of two rows of one group."""
+    ratios = np.array(a["time_s"]["per_round"]) / np.array(b["time_s"]["per_round"])
+    return np.percentile(ratios, [50, 25, 75])
+
+
+def fmt_ratio(q) -> str:
+    return f"{q[0]:.2f} [{q[1]:.2f}, {q[2]:.2f}]"
+
+
+def slope(points) -> float:
+    """Least-squares slope of log y against log x over the upper half of the x values."""
+    x, y = np.log(np.array(points, dtype=float)).T
+    keep = x >= np.median(x)
+    return float(np.polyfit(x[keep], y[keep], 1)[0])
+
+
+def series(run: Run, suite: str, candidate: str, key: str) -> list[tuple[int, float]]:
+    """(n, median time) or (n, peak memory) points of one candidate, ``key`` "time" or "memory"."""
+    if key not in ("time", "memory"):
+        raise ValueError(f"key must be 'time' or 'memory', got {key!r}")
+    out = []
+    for r in rows(run, suite):
+        if r["candidate"] == candidate:
+            value = r["time_s"]["median"] if key == "time" else r["peak_memory_bytes"]
+            out.append((r["params"]["n"], value))
+    return sorted(out)
+
+
+def crossover(run: Run, fast: str, slow: str, suite: str = "attention_causal"):
+    """Smallest n from which ``fast`` beats ``slow`` (median paired ratio below 1) at every larger n.
+
+    Returns ``(n_star or None, [(n, quartiles of the ratio)] sorted by n)``.
+    """
+    ratios = [
+        (cands[fast]["params"]["n"], paired(cands[fast], cands[slow]))
+        for cands in by_group(run, suite).values()
+        if fast in cands and slow in cands
+    ]
+    ratios.sort(key=lambda item: item[0])
+    tail = [
+        n for i, (n, _) in enumerate(ratios) if all(q[0] < 1 for _, q in ratios[i:])
+    ]
+    return (tail[0] if tail else None), ratios
+
+
+def curve(run: Run, method: str, candidate: str) -> np.ndarray:
+    """(median time, error) of one candidate of the error-cost sweep, sorted by time."""
+    pts = sorted(
+        (r["time_s"]["median"], r["error_vs_exact"])
+        for r in rows(run, "approx_sweep")
+        if r["params"]["method"] == method and r["candidate"] == candidate
+    )
+    return np.array(pts).reshape(-1, 2)
+
+
+def at_equal(
+    run: Run, method: str, ours: str, theirs: str
+) -> tuple[float, float] | None:
+    """kexue against the peer at equal cost and at equal accuracy, from the sweep.
+
+    Returns the worst ratio of kexue's error (interpolated log-log along its curve) to the peer's,
+    at the peer's times within kexue's range (NaN if none is); and the worst ratio of the time kexue
+    needs to reach the peer's error (its fastest measured budget that does) to the peer's time, inf
+    where no budget does. None when either curve is missing.
+    """
+    a, b = curve(run, method, ours), curve(run, method, theirs)
+    if len(a) < 2 or len(b) == 0:
+        return None
+    log_t, log_e = np.log(a[:, 0]), np.log(a[:, 1])
+    inside = (np.log(b[:, 0]) >= log_t.min()) & (np.log(b[:, 0]) <= log_t.max())
+    err_ratio = [np.nan]
+    if inside.any():
+        err_ratio = np.exp(np.interp(np.log(b[inside, 0]), log_t, log_e)) / b[inside, 1]
+    time_ratio = []
+    for t_peer, e_peer in b:
+        reached = a[a[:, 1] <= e_peer]
+        time_ratio.append(reached[:, 0].min() / t_peer if len(reached) else np.inf)
+    return float(np.nanmax(err_ratio)), float(np.max(time_ratio))
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+
+def md_table(header: list[str], body: list[list[Any]]) -> str:
+    """A markdown table from a header and rows of cells (``|`` in a cell is escaped)."""
+    if any(len(row) != len(header) for row in body):
+        raise ValueError("every row needs one cell per column of the header")
+
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, body)])
+
+
+def _measured_when(run: Run) -> str:
+    merged = run["settings"].get(
+        "runs"
+    )  # a file merged from runs of separate suites (--merge)
+    if not merged:
+        return run["date"][:16].replace("T", " ")
+    return "; ".join(
+        f"{r['date'][:16].replace('T', ' ')} ({', '.join(r['suites'])})" for r in merged
+    )
+
+
+def machines_table(runs: list[Run]) -> Table:
+    header = [
+        "Results file",
+        "Device",
+        "Cores, threads",
+        "torch",
+        "Measured (UTC)",
+        "Load average",
+        "Wall time",
+    ]
+    body = []
+    for run in runs:
+        d, load = run["device"], run.get("load_average") or {}
+        body.append(
+            [
+                f"`{run['file']}`",
+                f"{d['name']} ({d['type']})",
+                f"{d['cores']}, {d['threads']}",
+                run["torch_version"],
+                _measured_when(run),
+                f"{(load.get('start') or ['?'])[0]} → {(load.get('end') or ['?'])[0]}",
+                f"{run.get('wall_seconds', float('nan')):.0f} s",
+            ]
+        )
+    return header, body
+
+
+def peers_line(runs: list[Run]) -> str:
+    peers = sorted(
+        {f"{name} {v}" for run in runs for name, v in run["peers"].items() if v}
+    )
+    return "Peers measured against: " + ", ".join(peers) + "."
+
+
+def rope_table(runs: list[Run]) -> Table:
+    header = [
+        "Machine",
+        "Input",
+        "Candidate",
+        "Time",
+        "Ratio [quartiles]",
+        "Peak memory",
+        "Bandwidth",
+    ]
+    body = []
+    for run in runs:
+        for group, cands in by_group(run, "rope").items():
+            for name, r in cands.items():
+                bw = r.get("bandwidth") or {}
+                shown = "–"
+                if run["device"]["type"] == "cuda" and bw.get("achieved_Bps"):
+                    frac = bw.get("fraction_of_peak")
+                    shown = f"{bw['achieved_Bps'] / 1e9:.0f} GB/s"
+                    shown += f" ({100 * frac:.0f}% of peak)" if frac else ""
+                q = r["ratio_to_reference"]
+                body.append(
+                    [
+                        run["device"]["name"],
+                        group,
+                        name,
+                        f"{1e3 * r['time_s']['median']:.3g} ms",
+                        fmt_ratio([q["median"], q["q25"], q["q75"]]),
+                        f"{r['peak_memory_bytes'] / 2**20:.1f} MiB",
+                        shown,
+                    ]
+                )
+    return header, body
+
+
+def slopes_table(runs: list[Run]) -> Table:
+    body = []
+    for run in runs:
+        for suite in ("attention", "attention_causal"):
+            for name in sorted({r["candidate"] for r in rows(run, suite)}):
+                t, m = (
+                    series(run, suite, name, "time"),
+                    series(run, suite, name, "memory"),
+                )
+                if len(t) >= 3:
+                    body.append(
+                        [
+                            run["device"]["name"],
+                            name,
+                            f"{slope(t):.2f}",
+                            f"{slope(m):.2f}",
+                        ]
+                    )
+    return ["Machine", "Candidate", "slope of time", "slope of memory"], body
+
+
+def crossover_line(run: Run) -> str:
+    n_star, ratios = crossover(run, LINEAR_CAUSAL, FLASH_CAUSAL)
+    shown = ", ".join(f"{n}: {fmt_ratio(q)}" for n, q in ratios)
+    verdict = (
+        f"Linear attention is faster from $n = {n_star}$ on."
+        if n_star
+        else "It is never faster here."
+    )
+    return f"{label(run)}: causal linear attention / SDPA flash (causal), by $n$: {shown}. {verdict}"
+
+
+def approx_table(runs: list[Run]) -> Table:
+    header = [
+        "Machine",
+        "Method",
+        "m",
+        "kexue / peer time, same m",
+        "kexue error",
+        "peer error",
+        "mean pooling",
+    ]
+    body = []
+    for run in runs:
+        for cands in by_group(run, "approx_sweep").values():
+            method = next(iter(cands.values()))["params"]["method"]
+            _, _, ours, peer = next(p for p in APPROX_PAIRS if p[0] == method)
+            if ours in cands and peer in cands:
+                r = cands[ours]
+                body.append(
+                    [
+                        run["device"]["name"],
+                        method,
+                        r["params"]["budget"],
+                        fmt_ratio(paired(r, cands[peer])),
+                        f"{r['error_vs_exact']:.3f}",
+                        f"{cands[peer]['error_vs_exact']:.3f}",
+                        f"{r['params']['error_of_mean_pooling']:.3f}",
+                    ]
+                )
+    return header, body
+
+
+def _performer_pairs(run: Run) -> list[tuple[Row, Row]]:
+    """(kexue, performer-pytorch) rows of the sweep whose peer row records the ε = 0 check."""
+    return [
+        (cands["kexue performer_attention"], cands["performer-pytorch"])
+        for cands in by_group(run, "approx_sweep").values()
+        if "performer-pytorch" in cands
+        and "kexue performer_attention" in cands
+        and "error_with_eps_0" in (cands["performer-pytorch"].get("check") or {})
+    ]
+
+
+def epsilon_table(runs: list[Run]) -> Table:
+    header = [
+        "Machine",
+        "m",
+        "kexue error",
+        "peer error",
+        "both with ε = 0",
+        "mean pooling",
+        "kexue vs peer output",
+    ]
+    body = []
+    for run in runs:
+        for ours, peer in _performer_pairs(run):
+            body.append(
+                [
+                    run["device"]["name"],
+                    ours["params"]["budget"],
+                    f"{ours['error_vs_exact']:.3f}",
+                    f"{peer['error_vs_exact']:.3f}",
+                    f"{peer['check']['error_with_eps_0']:.3f}",
+                    f"{ours['params']['error_of_mean_pooling']:.3f}",
+                    f"{peer['check']['difference_at_default_eps']:.3f}",
+                ]
+            )
+    return header, body
+
+
+def epsilon_line(run: Run) -> str | None:
+    pairs = _performer_pairs(run)
+    if not pairs:
+        return None
+    baseline = pairs[0][0]["params"]["error_of_mean_pooling"]
+    peer_gap = max(abs(b["error_vs_exact"] - baseline) for _, b in pairs) / baseline
+    ours_vs_raw = [
+        a["error_vs_exact"] / b["check"]["error_with_eps_0"] for a, b in pairs
+    ]
+    return (
+        f"{label(run)}: over the budgets, performer-pytorch's error is within {100 * peer_gap:.0f}% "
+        f"of mean pooling's ({baseline:.3f}); kexue's error is {min(ours_vs_raw):.2f} to "
+        f"{max(ours_vs_raw):.2f} times that of the estimator with ε = 0."
+    )
+
+
+def hippo_line(run: Run) -> str:
+    ratios = {
+        r["params"]["N"]: r["ratio_to_reference"]["median"]
+        for r in rows(run, "hippo_matvec")
+        if r["candidate"] == "kexue legs_matvec"
+    }
+    faster = [N for N, q in sorted(ratios.items()) if q < 1]
+    online = [
+        (r["params"]["N"], r["params"]["length"], r["peak_memory_bytes"])
+        for r in rows(run, "hippo_online")
+    ]
+    per_entry = [mem / (L * N * N * 4) for N, L, mem in online]
+    skipped = [r["note"] for r in rows(run, "hippo_online", status="skipped")]
+    text = f"{label(run)}: `legs_matvec` / dense by $N$: "
+    text += ", ".join(f"{N}: {q:.3f}" for N, q in sorted(ratios.items()))
+    text += f"; faster from $N = {faster[0]}$ on." if faster else "."
+    text += (
+        f" The online recurrence's peak memory is {min(per_entry):.2f} to {max(per_entry):.2f} times "
+        "the size of `length` float32 N × N matrices: it precomputes one transition per step"
+    )
+    return text + (f" (left out: {'; '.join(skipped)})." if skipped else ".")
+
+
+# --- targets ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the benchmarks, judged from a results file.
+
+    ``met`` is the boolean computed from the measurement (None: no file of the kind of machine the
+    target concerns); the verdict follows from it. ``why`` is required unless the target is met.
+    """
+
+    target: str
+    machine: str
+    measured: str
+    met: bool | None
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.met is not None and not isinstance(self.met, bool | np.bool_):
+            raise TypeError(
+                f"met must be a bool or None, got {type(self.met).__name__}"
+            )
+        object.__setattr__(self, "met", None if self.met is None else bool(self.met))
+        if self.met is not True and not self.why.strip():
+            raise ValueError(
+                f"a target judged {self.verdict!r} needs a reason in `why`"
+            )
+
+    @property
+    def verdict(self) -> str:
+        return "untested" if self.met is None else ("met" if self.met else "missed")
+
+
+def rope_targets(run: Run) -> list[Target]:
+    name, kind = run["device"]["name"], run["device"]["type"]
+    groups = by_group(run, "rope")
+    ratios = [
+        g["kexue apply_rope"]["ratio_to_reference"]
+        for g in groups.values()
+        if "kexue apply_rope" in g and "rotary-embedding-torch" in g
+    ]
+    out = []
+    if ratios:
+        worst = max(q["median"] for q in ratios)
+        shown = "; ".join(
+            f"{q['median']:.2f} [{q['q25']:.2f}, {q['q75']:.2f}]" for q in ratios
+        )
+        out.append(
+            Target(
+                f"`apply_rope` no slower than rotary-embedding-torch ({kind.upper()})",
+                name,
+                "ratio (median [quartiles]) by size: " + shown,
+                worst <= 1,
+                "" if worst <= 1 else "see the RoPE section",
+            )
+        )
+    if kind == "cuda":
+        out.append(_bandwidth_target(run, groups))
+    return out
+
+
+def _bandwidth_target(run: Run, groups: dict[str, dict[str, Row]]) -> Target:
+    """RoPE's best kexue candidate at the largest input of each dtype, against the card's peak."""
+    largest: dict[str, tuple[dict[str, Row], float]] = {}
+    for g in groups.values():
+        params = next(iter(g.values()))["params"]
+        if params["MB"] > largest.get(params["dtype"], ({}, 0))[1]:
+            largest[params["dtype"]] = (g, params["MB"])
+    target = "RoPE above 70% of the card's peak memory bandwidth"
+    shown, fractions = [], []
+    for dtype, (g, mb) in sorted(largest.items()):
+        ours = [
+            r
+            for r in g.values()
+            if r["candidate"].startswith("kexue") and r.get("bandwidth")
+        ]
+        best = max(ours, key=lambda r: r["bandwidth"]["achieved_Bps"])
+        eager = g.get("kexue apply_rope", best)
+        frac, eager_frac = (
+            best["bandwidth"]["fraction_of_peak"],
+            eager["bandwidth"]["fraction_of_peak"],
+        )
+        fractions.append(frac)
+        if frac is not None:
+            shown.append(
+                f"{dtype}, {mb:.0f} MB: {100 * frac:.0f}% ({best['candidate']}; "
+                f"eager apply_rope {100 * eager_frac:.0f}%)"
+            )
+    name = run["device"]["name"]
+    if not fractions or any(f is None for f in fractions):
+        why = "add the card to PEAK_BANDWIDTH in benchmarks/harness.py"
+        return Target(target, name, "peak bandwidth of this card unknown", None, why)
+    met = min(fractions) > 0.7
+    measured = "best kexue candidate at the largest input: " + "; ".join(shown)
+    return Target(
+        target, name, measured, met, "" if met else "below 70% at the largest input"
+    )
+
+
+def linear_targets(run: Run) -> list[Target]:
+    name, out = run["device"]["name"], []
+    t = series(run, "attention_causal", LINEAR_CAUSAL, "time")
+    m = series(run, "attention_causal", LINEAR_CAUSAL, "memory")
+    if len(t) >= 3:
+        met = slope(t) < 1.5 and slope(m) < 1.5  # nearer 1 (linear) than 2 (quadratic)
+        out.append(
+            Target(
+                "Causal linear attention linear in $n$, in time and memory",
+                name,
+                "log-log slopes over the longer half of the lengths (linear if below 1.5, midway "
+                f"to quadratic): time {slope(t):.2f}, memory {slope(m):.2f}",
+                met,
+                "" if met else "a slope of 1.5 or more",
+            )
+        )
+    if run["device"]["type"] == "cuda":
+        n_star, _ = crossover(run, LINEAR_CAUSAL, FLASH_CAUSAL)
+        out.append(
+            Target(
+                GPU_TARGETS[2],
+                name,
+                f"from n = {n_star}" if n_star else "not within the lengths measured",
+                n_star is not None,
+                ""
+                if n_star
+                else "slower than flash attention at every length measured",
+            )
+        )
+    return out
+
+
+def _time_pairs(run: Run, ours: str, peer: str) -> list[np.ndarray]:
+    """Paired time ratios kexue / peer from the sweep and every length of the attention suites."""
+    pairs = [
+        paired(c[ours], c[peer])
+        for c in by_group(run, "approx_sweep").values()
+        if ours in c and peer in c
+    ]
+    for suite in ("attention", "attention_causal"):
+        for c in by_group(run, suite).values():
+            a = next((c[k] for k in c if k.startswith(ours)), None)
+            b = next((c[k] for k in c if k.startswith(peer)), None)
+            if a and b:
+                pairs.append(paired(a, b))
+    return pairs
+
+
+def approx_targets(run: Run) -> list[Target]:
+    name, out = run["device"]["name"], []
+    for method, title, ours, peer in APPROX_PAIRS:
+        pairs = _time_pairs(run, ours, peer)
+        if not pairs:
+            continue
+        medians = np.array([p[0] for p in pairs])
+        slower = [
+            p for p in pairs if p[1] > 1
+        ]  # slower beyond the spread: lower quartile above 1
+        out.append(
+            Target(
+                f"{title} no slower than {peer} at equal budget",
+                name,
+                f"kexue / peer time over {len(pairs)} comparisons (the sweep and every length): "
+                f"median {np.median(medians):.2f}, range {medians.min():.2f} to {medians.max():.2f}; "
+                f"slower beyond the quartiles in {len(slower)}",
+                not slower,
+                "" if not slower else "slower beyond the quartiles in some comparisons",
+            )
+        )
+        err_ratio, time_ratio = at_equal(run, method, ours, peer) or (np.nan, np.nan)
+        reached = np.isfinite(time_ratio) and time_ratio <= 1.05
+        out.append(
+            Target(
+                f"{title} no slower than {peer} at equal accuracy",
+                name,
+                "kexue's time to reach the peer's error, / the peer's time: worst "
+                + (f"{time_ratio:.2f}" if np.isfinite(time_ratio) else "never reached"),
+                bool(reached),
+                ""
+                if reached
+                else "the peer's error is below every error kexue reaches: see the ε discussion",
+            )
+        )
+        as_good = bool(err_ratio <= 1.05)
+        out.append(
+            Target(
+                f"{title} no less accurate than {peer} at equal cost",
+                name,
+                f"kexue's error at the peer's time, / the peer's error: worst {err_ratio:.2f}",
+                as_good,
+                ""
+                if as_good
+                else "the peer's larger effective ε shrinks it to mean pooling, the better estimate here",
+            )
+        )
+    return out
+
+
+def targets(runs: list[Run]) -> list[Target]:
+    """Every target judged from every file, and the GPU targets as untested when no file is from a GPU."""
+    out = [
+        t
+        for run in runs
+        for t in (*rope_targets(run), *linear_targets(run), *approx_targets(run))
+    ]
+    if not any(run["device"]["type"] == "cuda" for run in runs):
+        why = "needs `make bench` on a CUDA machine"
+        out += [
+            Target(target, "—", "no GPU results file", None, why)
+            for target in GPU_TARGETS
+        ]
+    return out
+
+
+def targets_table(judged: list[Target]) -> Table:
+    body = [
+        [
+            t.target,
+            t.machine,
+            t.measured,
+            f"**{t.verdict}**" + (f": {t.why}" if t.why else ""),
+        ]
+        for t in judged
+    ]
+    return ["Target (claim)", "Machine", "Measured", "Verdict"], body
+
+
+def tally(judged: list[Target]) -> str:
+    counts = {
+        v: sum(t.verdict == v for t in judged) for v in ("met", "missed", "untested")
+    }
+    return (
+        f"{len(judged)} targets: "
+        + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        + "."
+    )
+
+
+# --- figures (matplotlib is imported only here) -----------------------------------------------------
+
+
+def _plain(value: float, _pos=None) -> str:
+    """A tick label: plain digits from 0.001 to 10^4, a power of ten beyond."""
+    if value <= 0:
+        return ""
+    if 1e-3 <= value < 1e4:
+        return f"{value:g}"
+    exponent = np.log10(value)
+    return f"$10^{{{exponent:.0f}}}$" if float(exponent).is_integer() else ""
+
+
+def tidy(ax, xticks=None) -> None:
+    """Log axes labelled with plain numbers; minor labels only on an axis under two decades.
+
+    ``xticks``: the measured x values, labelled as they are (and no minor labels on x).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        axis.set_major_formatter(FuncFormatter(_plain))
+        narrow = low > 0 and high / low < 100
+        if narrow:  # 2, 3, 5 within a decade; 2 and 5 over up to two decades
+            subs = (2.0, 3.0, 5.0) if high / low < 10 else (2.0, 5.0)
+            axis.set_minor_locator(LogLocator(subs=subs))
+        axis.set_minor_formatter(FuncFormatter(_plain) if narrow else NullFormatter())
+    if xticks is not None:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(list(xticks), [_plain(x) for x in xticks])
+
+
+def draw_rope(ax, run: Run) -> None:
+    """Bars of time / rotary-embedding-torch per candidate and input size, with quartile whiskers."""
+    groups = by_group(run, "rope")
+    names = [c for c in next(iter(groups.values())) if c != "rotary-embedding-torch"]
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        x = np.arange(len(groups)) + (j - (len(names) - 1) / 2) * width
+        q = np.array(
+            [
+                [g[name]["ratio_to_reference"][k] for k in ("median", "q25", "q75")]
+                for g in groups.values()
+            ]
+        )
+        ax.bar(
+            x,
+            q[:, 0],
+            width,
+            yerr=[q[:, 0] - q[:, 1], q[:, 2] - q[:, 0]],
+            label=name,
+            capsize=2,
+        )
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_xticks(
+        np.arange(len(groups)), [g.split(" float")[0] for g in groups], fontsize="small"
+    )
+    ax.set(ylabel="time / rotary-embedding-torch", title=label(run))
+    ax.legend(ncols=2)
+
+
+def draw_attention(ax_time, ax_memory, run: Run, suite: str) -> None:
+    """Median time and peak memory against n, log-log, with dotted slopes 1 and 2."""
+    markers = "os^vDP*X"
+    points: dict[str, list[tuple[int, float, int]]] = {}
+    for r in rows(run, suite):
+        points.setdefault(r["candidate"], []).append(
+            (r["params"]["n"], r["time_s"]["median"], r["peak_memory_bytes"])
+        )
+    for i, (name, pts) in enumerate(points.items()):
+        n, t, mem = np.array(sorted(pts)).T
+        style = {"marker": markers[i % len(markers)], "ms": 3, "label": name}
+        ax_time.loglog(n, t * 1e3, **style)
+        ax_memory.loglog(n, mem / 2**20, **style)
+    lengths = sorted({p[0] for pts in points.values() for p in pts})
+    grid = np.array([lengths[0], 16 * lengths[0]])
+    for ax in (ax_time, ax_memory):
+        ax.loglog(grid, grid / grid[0], "k:", lw=0.8)
+        ax.loglog(grid, (grid / grid[0]) ** 2, "k:", lw=0.8)
+        tidy(ax, lengths)
+    ax_time.set(
+        ylabel="time (ms)",
+        title=f"{'causal' if 'causal' in suite else 'non-causal'}, {run['device']['name']}",
+    )
+    ax_memory.set(ylabel="peak memory (MiB)", xlabel="sequence length $n$")
+    ax_memory.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), fontsize="small")
+
+
+def draw_error_cost(ax, run: Run, method: str) -> None:
+    """Error against time over the sweep's budgets; budgets labelled on the kexue curve only."""
+    title, ours = next((p[1], p[2]) for p in APPROX_PAIRS if p[0] == method)
+    sweep = [r for r in rows(run, "approx_sweep") if r["params"]["method"] == method]
+    points: dict[str, list[tuple[float, float, int]]] = {}
+    for r in sweep:
+        points.setdefault(r["candidate"], []).append(
+            (r["time_s"]["median"], r["error_vs_exact"], r["params"]["budget"])
+        )
+    for name, pts in points.items():
+        t, e, m = np.array(sorted(pts)).T
+        ax.loglog(t * 1e3, e, "o-" if name == ours else "s--", ms=3, label=name)
+        if name == ours:
+            for ti, ei, mi in zip(t, e, m, strict=True):
+                ax.annotate(
+                    f"{mi:.0f}",
+                    (ti * 1e3, ei),
+                    fontsize="x-small",
+                    xytext=(-4, 5),
+                    textcoords="offset points",
+                )
+    if sweep:
+        ax.axhline(
+            sweep[0]["params"]["error_of_mean_pooling"],
+            ls=":",
+            color="gray",
+            lw=1,
+            label="mean pooling",
+        )
+    n = sweep[0]["params"]["n"] if sweep else "?"
+    ax.set(xlabel="time (ms)", ylabel="relative error", title=f"{title}, n = {n}")
+    tidy(ax)
+    ax.legend(fontsize="small")
+
+
+def draw_hippo(ax_matvec, ax_online, run: Run) -> None:
+    """Left: A v by dense product and legs_matvec against N. Right: legs_memory against length."""
+    for name, style in (("dense v @ A.T", "s--"), ("kexue legs_matvec", "o-")):
+        pts = sorted(
+            (r["params"]["N"], r["time_s"]["median"])
+            for r in rows(run, "hippo_matvec")
+            if r["candidate"] == name
+        )
+        N, t = np.array(pts).T
+        ax_matvec.loglog(N, t * 1e6, style, ms=3, label=name)
+    ax_matvec.loglog(N, t[0] * 1e6 * N / N[0], "k:", lw=0.8)
+    ax_matvec.loglog(N, t[0] * 1e6 * (N / N[0]) ** 2, "k:", lw=0.8)
+    ax_matvec.set(xlabel="order $N$", ylabel="time (µs)", title=run["device"]["name"])
+    tidy(ax_matvec, N)
+    ax_matvec.legend(fontsize="small")
+    online = rows(run, "hippo_online")
+    for order in sorted({r["params"]["N"] for r in online}):
+        pts = sorted(
+            (r["params"]["length"], r["time_s"]["median"])
+            for r in online
+            if r["params"]["N"] == order
+        )
+        L, t = np.array(pts).T
+        ax_online.loglog(L, t * 1e3, "o-", ms=3, label=f"N = {order}")
+    ax_online.set(xlabel="length", ylabel="time (ms)", title="legs_memory")
+    tidy(ax_online, sorted({r["params"]["length"] for r in online}))
+    ax_online.legend(fontsize="small")

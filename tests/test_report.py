@@ -1,0 +1,118 @@
+"""benchmarks/report.py: the appendix's tables, statistics and derived target verdicts, on the committed
+results file and on small hand-made runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+from benchmarks import report
+
+matplotlib.use("Agg")
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[dict]:
+    return report.load_runs(RESULTS)
+
+
+def test_find_results_from_a_subfolder() -> None:
+    assert report.find_results(RESULTS.parents[1] / "chapters" / "appendix") == RESULTS
+    with pytest.raises(FileNotFoundError):
+        report.find_results(Path("/"))
+
+
+def test_slope_recovers_a_power_law() -> None:
+    n = np.array([256, 512, 1024, 2048, 4096])
+    assert report.slope(list(zip(n, 3.0 * n**1.5, strict=True))) == pytest.approx(1.5)
+
+
+def test_paired_is_the_median_of_round_by_round_ratios() -> None:
+    a = {"time_s": {"per_round": [2.0, 4.0, 6.0]}}
+    b = {"time_s": {"per_round": [1.0, 1.0, 2.0]}}
+    assert list(report.paired(a, b)) == [3.0, 2.5, 3.5]
+
+
+def test_md_table_escapes_pipes_and_checks_widths() -> None:
+    text = report.md_table(["a", "b"], [["x|y", 1]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+    with pytest.raises(ValueError, match="one cell per column"):
+        report.md_table(["a", "b"], [["only one"]])
+
+
+def test_target_verdicts_are_derived_and_reasons_required() -> None:
+    assert report.Target("t", "m", "1", True).verdict == "met"
+    assert report.Target("t", "m", "1", np.bool_(False), "why").verdict == "missed"
+    assert report.Target("t", "m", "-", None, "no file").verdict == "untested"
+    with pytest.raises(ValueError, match="needs a reason"):
+        report.Target("t", "m", "1", False)
+    with pytest.raises(TypeError, match="bool or None"):
+        report.Target("t", "m", "1", 1.0, "why")  # type: ignore[arg-type]
+
+
+def test_targets_on_the_committed_cpu_file(runs) -> None:
+    judged = report.targets(runs)
+    verdicts = {t.target: t.verdict for t in judged}
+    assert verdicts["`apply_rope` no slower than rotary-embedding-torch (CPU)"] == "met"
+    assert (
+        verdicts["Causal linear attention linear in $n$, in time and memory"] == "met"
+    )
+    assert all(verdicts[t] == "untested" for t in report.GPU_TARGETS)
+    header, body = report.targets_table(judged)
+    assert len(body) == len(judged) and len(header) == 4
+    assert report.tally(judged).startswith(f"{len(judged)} targets:")
+
+
+def test_a_slower_kernel_is_judged_missed(runs) -> None:
+    """The verdict follows the data: make apply_rope 10x slower and the target flips."""
+    run = copy.deepcopy(runs[0])
+    for r in run["rows"]:
+        if r["candidate"] == "kexue apply_rope":
+            r["ratio_to_reference"]["median"] *= 10
+    (target,) = [t for t in report.rope_targets(run) if "apply_rope" in t.target]
+    assert target.verdict == "missed"
+
+
+def test_crossover_and_at_equal(runs) -> None:
+    n_star, ratios = report.crossover(
+        runs[0], report.LINEAR_CAUSAL, report.FLASH_CAUSAL
+    )
+    assert [n for n, _ in ratios] == sorted(n for n, _ in ratios)
+    assert n_star is None or all(q[0] < 1 for n, q in ratios if n >= n_star)
+    err, time = report.at_equal(
+        runs[0], "nystrom", "kexue nystrom_attention", "nystrom-attention"
+    )
+    assert np.isfinite(err) and time > 0
+    assert report.at_equal(runs[0], "nystrom", "no such", "nystrom-attention") is None
+
+
+def test_tables_and_lines_render(runs) -> None:
+    for header, body in (
+        report.machines_table(runs),
+        report.rope_table(runs),
+        report.slopes_table(runs),
+        report.approx_table(runs),
+        report.epsilon_table(runs),
+    ):
+        assert body and all(len(row) == len(header) for row in body)
+    assert report.peers_line(runs).startswith("Peers measured against:")
+    assert "faster" in report.hippo_line(runs[0])
+    assert report.crossover_line(runs[0]).startswith(report.label(runs[0]))
+
+
+def test_figures_draw_without_error(runs) -> None:
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots(2, 2)
+    report.draw_rope(axes[0, 0], runs[0])
+    report.draw_error_cost(axes[0, 1], runs[0], "nystrom")
+    report.draw_hippo(axes[1, 0], axes[1, 1], runs[0])
+    _, (top, bottom) = plt.subplots(2, 1)
+    report.draw_attention(top, bottom, runs[0], "attention")
+    plt.close("all")
+    assert report._plain(1e5) == "$10^{5}$" and report._plain(0.2) == "0.2"

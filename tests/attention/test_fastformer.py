@@ -9,7 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.attention.fastformer import FastformerAttention, FastformerBlock
+from kexue.attention.fastformer import (
+    FastformerAttention,
+    FastformerBlock,
+    SequenceClassifier,
+    TokenRegressor,
+    explicit_softmax_attention,
+)
 
 
 def loop_reference(
@@ -215,3 +221,61 @@ def test_bad_input() -> None:
         ValueError, match=r"mask must have shape \(batch, seq\) = \(2, 4\)"
     ):
         layer(x, torch.ones(2, 5, dtype=torch.bool))
+
+
+def test_explicit_softmax_attention_matches_torch_in_float64(
+    device: torch.device,
+) -> None:
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).to(device, torch.float64)
+    x = torch.randn(2, 9, 16, dtype=torch.float64, device=device)
+    expected = mha(x, x, x, need_weights=False)[0]
+    torch.testing.assert_close(
+        explicit_softmax_attention(mha, x), expected, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_explicit_softmax_attention_rejects_bad_input() -> None:
+    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    with pytest.raises(TypeError, match=r"mha must be nn\.MultiheadAttention"):
+        explicit_softmax_attention(torch.nn.Linear(8, 8), torch.randn(1, 3, 8))
+    with pytest.raises(ValueError, match="batch_first"):
+        explicit_softmax_attention(
+            torch.nn.MultiheadAttention(8, 2), torch.randn(1, 3, 8)
+        )
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, seq, 8\)"):
+        explicit_softmax_attention(mha, torch.randn(1, 3, 6))
+
+
+@pytest.mark.parametrize("kind", TokenRegressor.KINDS)
+def test_token_regressor_shapes_and_equivariance(kind: str) -> None:
+    torch.manual_seed(0)
+    model = TokenRegressor(kind, 5, width=16).double().eval()
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    out = model(x)
+    assert out.shape == (3, 7)
+    order = torch.randperm(7)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x[:, order]), model(x)[:, order])
+
+
+def test_token_regressor_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        TokenRegressor("linear attention", 5)
+
+
+@pytest.mark.parametrize(
+    ("query_residual", "init_std"), [(True, 0.02), (False, None), (None, None)]
+)
+def test_sequence_classifier_ignores_padding(
+    query_residual: bool | None, init_std: float | None
+) -> None:
+    torch.manual_seed(0)
+    model = SequenceClassifier(query_residual, init_std, width=16).double()
+    x = torch.randn(2, 6, 5, dtype=torch.float64)
+    mask = torch.tensor([[1] * 6, [1] * 3 + [0] * 3], dtype=torch.bool)
+    logits = model(x, mask)
+    assert logits.shape == (2, 4)
+    alone = model(x[1:, :3], mask[1:, :3])
+    torch.testing.assert_close(logits[1:], alone, rtol=1e-12, atol=1e-12)
+    if init_std is not None:
+        assert (model.block.attention.query.bias == 0).all()

@@ -10,10 +10,17 @@ from hypothesis import strategies as st
 
 from kexue.attention.nystrom import (
     NystromAttention,
+    filter_factors,
+    hyperpower_step,
     iterative_pinv,
+    local_sequence,
     nystrom_attention,
     nystrom_factors,
+    pinv_residuals,
+    predicted_pinv_residuals,
     segment_landmarks,
+    smooth_sequence,
+    steps_to_tolerance,
 )
 
 
@@ -396,3 +403,75 @@ def test_bad_input_gets_clear_errors():
         NystromAttention(32, 4, conv_kernel=4)
     with pytest.raises(ValueError, match="x must be"):
         NystromAttention(32, 4)(torch.randn(40, 32))
+
+
+# ------------------------------------------------------------------------------ the convergence law
+
+
+def test_hyperpower_step_maps_the_residual_cubically():
+    e = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert torch.allclose(
+        1 - hyperpower_step(1 - e), 0.75 * e**3 + 0.25 * e**4, atol=1e-15
+    )
+
+
+def test_filter_factors_match_the_iteration_on_a_diagonal_matrix():
+    """A = diag(sigma): Z_k = diag(x_k(sigma^2 / s) / sigma), with s = max(sigma)^2."""
+    sigma = torch.tensor([1.0, 0.3, 0.05, 1e-3], dtype=torch.float64)
+    a = torch.diag(sigma)
+    factors = filter_factors(sigma**2 / sigma.max() ** 2, 8)
+    assert factors.shape == (9, 4)
+    for k in (0, 3, 8):
+        z = iterative_pinv(a, iterations=k)
+        assert torch.allclose(torch.diagonal(z) * sigma, factors[k], atol=1e-13)
+
+
+def test_residual_law_matches_the_measured_residuals():
+    """float64 reference: the law f^(k)(e_0) against ||I - A Z_k||_2 measured with svd."""
+    generator = torch.Generator().manual_seed(7)
+    a = (0.5 * torch.randn(3, 6, 6, dtype=torch.float64, generator=generator)).softmax(
+        -1
+    )
+    measured = pinv_residuals(a, 10)
+    predicted = predicted_pinv_residuals(a, 10)
+    assert measured.shape == predicted.shape == (11, 3)
+    assert (measured - predicted).abs().max() < 1e-12  # measured: about 1e-15
+    assert (measured[1:] <= measured[:-1] + 1e-15).all()
+
+
+def test_steps_to_tolerance_is_the_third_order_bound():
+    e0 = 0.9
+    k = steps_to_tolerance(e0, 1e-12)
+    assert e0 ** (3**k) <= 1e-12 < e0 ** (3 ** (k - 1))
+    assert steps_to_tolerance(1e-20, 1e-12) == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: filter_factors(torch.ones(3), -1), ValueError),
+        (lambda: filter_factors(torch.ones(3), 2.0), ValueError),
+        (lambda: pinv_residuals(torch.ones(2, 3), 2), ValueError),
+        (lambda: predicted_pinv_residuals(torch.ones(3), 2), ValueError),
+        (lambda: steps_to_tolerance(1.0), ValueError),
+        (lambda: steps_to_tolerance(0.5, 2.0), ValueError),
+        (lambda: smooth_sequence(1, 4), ValueError),
+        (lambda: local_sequence(8, -1.0), ValueError),
+    ],
+)
+def test_law_helpers_reject_bad_input(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_synthetic_sequences_have_the_stated_kernels():
+    generator = torch.Generator().manual_seed(0)
+    smooth = smooth_sequence(64, 8, generator=generator)
+    assert smooth.shape == (1, 1, 64, 8) and smooth.dtype == torch.float64
+    # a closed curve: the first and last tokens sit at t = 0 and t = 1, the same point
+    assert torch.allclose(smooth[0, 0, 0], smooth[0, 0, -1], atol=1e-12)
+    local = local_sequence(50, 0.5, frequencies=4)
+    t = torch.linspace(0, 1, 50, dtype=torch.float64)
+    w = 2 * torch.pi * torch.arange(1, 5, dtype=torch.float64)
+    kernel = 0.5 * torch.cos(w * (t[:, None, None] - t[None, :, None])).sum(-1)
+    assert torch.allclose(local[0, 0] @ local[0, 0].T, kernel, atol=1e-12)

@@ -1,11 +1,14 @@
-"""Nyströmformer: softmax attention through m landmarks and an m x m pseudo-inverse (kexue.fm/archives/8180).
+"""Nyströmformer: softmax attention through m landmarks (kexue.fm/archives/8180).
 
-``softmax(Q K~^T) softmax(Q~ K~^T)^+ softmax(Q~ K^T) V`` with landmark queries and keys ``Q~, K~`` (means of
-contiguous segments) costs O(n m) instead of O(n^2). The pseudo-inverse comes from a cubically convergent
-iteration that uses only matrix products. Shapes follow torch's SDPA: ``(batch, heads, seq, head_dim)``.
+``softmax(Q K~^T) softmax(Q~ K~^T)^+ softmax(Q~ K^T) V`` with landmark queries and keys
+``Q~, K~`` (means of contiguous segments) costs O(n m) instead of O(n^2). The
+pseudo-inverse comes from a cubically convergent iteration that uses only matrix
+products. Shapes follow torch's SDPA: ``(batch, heads, seq, head_dim)``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -13,21 +16,23 @@ from torch import Tensor, nn
 
 
 def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
-    """Moore–Penrose pseudo-inverse of ``a`` by the hyperpower iteration used in Nyströmformer.
+    """Moore–Penrose pseudo-inverse of ``a`` by Nyströmformer's hyperpower iteration.
 
-    ``Z <- Z (13 I - A Z (15 I - A Z (7 I - A Z))) / 4``; with ``E = I - A Z`` each step maps ``E`` to
-    ``(3 E^3 + E^4) / 4`` (third-order convergence).
+    ``Z <- Z (13 I - A Z (15 I - A Z (7 I - A Z))) / 4``; with ``E = I - A Z`` each
+    step maps ``E`` to ``(3 E^3 + E^4) / 4`` (third-order convergence).
 
-    Initial scaling: ``Z_0 = A^T / (||A||_1 ||A||_inf)`` (largest absolute column sum times largest absolute
-    row sum), computed for each matrix of the batch on its own, so one head's result does not depend on the
-    others (the official code and nystrom-attention take one maximum over the whole batch). Because
-    ``||A||_2^2 <= ||A||_1 ||A||_inf``, the nonzero eigenvalues of ``A Z_0`` lie in ``(0, 1]`` and the
-    iteration converges; the number of steps it needs grows like ``log_3`` of the squared condition number
-    times ``log(1/tolerance)`` (see the chapter). For a singular ``a``, run no more steps than convergence
-    needs: rounding errors along ``ker(a^T)`` are multiplied by 13/4 at every step.
+    Initial scaling: ``Z_0 = A^T / (||A||_1 ||A||_inf)`` (largest absolute column sum
+    times largest absolute row sum), computed for each matrix of the batch on its own,
+    so one head's result does not depend on the others (the official code and
+    nystrom-attention take one maximum over the whole batch). Because
+    ``||A||_2^2 <= ||A||_1 ||A||_inf``, the nonzero eigenvalues of ``A Z_0`` lie in
+    ``(0, 1]`` and the iteration converges; the number of steps it needs grows like
+    ``log_3`` of the squared condition number times ``log(1/tolerance)`` (see the
+    chapter). For a singular ``a``, run no more steps than convergence needs: rounding
+    errors along ``ker(a^T)`` are multiplied by 13/4 at every step.
 
     Args:
-        a: ``(..., m, n)``, floating. Products run in ``a``'s dtype: pass float32 or float64.
+        a: ``(..., m, n)``, floating. Products run in ``a``'s dtype.
         iterations: number of steps (0 returns ``Z_0``).
 
     Returns:
@@ -46,22 +51,153 @@ def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
     norm_inf = magnitude.sum(-1).amax(-1)  # largest row sum
     scale = (norm_1 * norm_inf).clamp_min(torch.finfo(a.dtype).tiny)
     z = a.mT / scale[..., None, None]
-    identity = torch.eye(a.shape[-2], dtype=a.dtype, device=a.device)
     for _ in range(iterations):
-        az = a @ z
-        z = 0.25 * z @ (13 * identity - az @ (15 * identity - az @ (7 * identity - az)))
+        z = _hyperpower_update(a, z)
     return z
+
+
+def _hyperpower_update(a: Tensor, z: Tensor) -> Tensor:
+    identity = torch.eye(a.shape[-2], dtype=a.dtype, device=a.device)
+    az = a @ z
+    return 0.25 * z @ (13 * identity - az @ (15 * identity - az @ (7 * identity - az)))
+
+
+def hyperpower_step(x: Tensor) -> Tensor:
+    """One step of :func:`iterative_pinv` on an eigenvalue ``x`` of ``A Z_k``.
+
+    Every iterate is a polynomial in ``A A^T``, so each singular direction of ``A``
+    evolves on its own: ``x -> x (13 - x (15 - x (7 - x))) / 4``, which maps ``1 - e``
+    to ``1 - (3 e^3 + e^4) / 4``.
+    """
+    return 0.25 * x * (13 - x * (15 - x * (7 - x)))
+
+
+def filter_factors(ratios: Tensor, steps: int) -> Tensor:
+    """The factors ``x_k`` by which ``k`` steps scale the inverse of a singular value.
+
+    ``ratios`` holds ``sigma^2 / s`` (``s = ||A||_1 ||A||_inf``), the starting
+    eigenvalues ``x_0``; the result is ``(steps + 1, *ratios.shape)``, row ``k`` holding
+    ``x_k``: the iterate inverts ``sigma`` as ``x_k / sigma`` instead of ``1 / sigma``.
+    """
+    _check_steps(steps)
+    values = [ratios]
+    for _ in range(steps):
+        values.append(hyperpower_step(values[-1]))
+    return torch.stack(values)
+
+
+def pinv_residuals(a: Tensor, steps: int) -> Tensor:
+    """Measured ``||I - A Z_k||_2`` for ``k = 0 .. steps``, shape ``(steps + 1, ...)``.
+
+    ``a``: ``(..., m, m)``; ``Z_k`` is :func:`iterative_pinv` after ``k`` steps.
+    """
+    _check_steps(steps)
+    if not isinstance(a, Tensor) or a.dim() < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError("a must be a tensor of square matrices (..., m, m)")
+    identity = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    z = iterative_pinv(a, iterations=0)
+    norms = [torch.linalg.matrix_norm(identity - a @ z, 2)]
+    for _ in range(steps):
+        z = _hyperpower_update(a, z)
+        norms.append(torch.linalg.matrix_norm(identity - a @ z, 2))
+    return torch.stack(norms)
+
+
+def predicted_pinv_residuals(a: Tensor, steps: int) -> Tensor:
+    """The law ``||I - A Z_k||_2 = f^(k)(e_0)`` for ``k = 0 .. steps``.
+
+    ``f(e) = (3 e^3 + e^4) / 4`` and ``e_0 = 1 - sigma_min^2 / s`` with
+    ``s = ||A||_1 ||A||_inf``; exact for an invertible square ``a`` (``(..., m, m)``),
+    because ``f`` increases on ``[0, 1]`` and the residual's largest eigenvalue belongs
+    to the smallest singular value.
+    """
+    _check_steps(steps)
+    if not isinstance(a, Tensor) or a.dim() < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError("a must be a tensor of square matrices (..., m, m)")
+    magnitude = a.abs()
+    s = magnitude.sum(-2).amax(-1) * magnitude.sum(-1).amax(-1)
+    residual = 1 - torch.linalg.svdvals(a)[..., -1] ** 2 / s
+    values = [residual]
+    for _ in range(steps):
+        values.append(0.75 * values[-1] ** 3 + 0.25 * values[-1] ** 4)
+    return torch.stack(values)
+
+
+def steps_to_tolerance(e0: float, tolerance: float = 1e-12) -> int:
+    """Steps until ``e0^(3^k) <= tolerance``: ``ceil(log_3(ln tolerance / ln e0))``.
+
+    The third-order bound ``||E_k|| <= ||E_0||^(3^k)``, for ``0 < e0 < 1`` and
+    ``0 < tolerance < 1``.
+    """
+    if not (0 < e0 < 1 and 0 < tolerance < 1):
+        raise ValueError(
+            f"need 0 < e0 < 1 and 0 < tolerance < 1, got {e0}, {tolerance}"
+        )
+    return max(0, math.ceil(math.log(math.log(tolerance) / math.log(e0), 3)))
+
+
+def smooth_sequence(
+    n: int,
+    d: int,
+    *,
+    modes: int = 3,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``(1, 1, n, d)`` tokens on a random smooth closed curve (``modes`` harmonics).
+
+    Token ``i`` sits at ``t_i = i / (n - 1)``; neighbouring tokens are alike, the case
+    where segment means make good landmarks.
+    """
+    if n < 2 or d < 1 or modes < 1:
+        raise ValueError(f"need n >= 2, d >= 1, modes >= 1, got {n}, {d}, {modes}")
+    t = torch.linspace(0, 1, n, dtype=dtype, device=device)
+    coefficients = torch.randn(
+        2 * modes, d, dtype=dtype, device=device, generator=generator
+    )
+    angles = 2 * math.pi * t[:, None] * torch.arange(1, modes + 1, device=device)
+    return (torch.cat([angles.cos(), angles.sin()], -1) @ coefficients)[None, None]
+
+
+def local_sequence(
+    n: int,
+    beta: float,
+    *,
+    frequencies: int = 16,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``(1, 1, n, 2 F)`` features, ``q_i . q_j = beta sum_w cos w (t_i - t_j)``.
+
+    ``F = frequencies``; the sum runs over ``w = 2 pi, 4 pi, ..., 2 pi F``: a
+    kernel peaked at ``t_i = t_j``, so self-attention with these as queries and keys is
+    local, sharper for larger ``beta``.
+    """
+    if n < 2 or beta < 0 or frequencies < 1:
+        raise ValueError(
+            f"need n >= 2, beta >= 0, frequencies >= 1, got {n}, {beta}, {frequencies}"
+        )
+    t = torch.linspace(0, 1, n, dtype=dtype, device=device)
+    angles = 2 * math.pi * t[:, None] * torch.arange(1, frequencies + 1, device=device)
+    return (math.sqrt(beta) * torch.cat([angles.cos(), angles.sin()], -1))[None, None]
+
+
+def _check_steps(steps: object) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
 
 
 def segment_landmarks(
     x: Tensor, num_landmarks: int, mask: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Means of ``num_landmarks`` contiguous segments of the real tokens, and which landmarks exist.
+    """Means of ``num_landmarks`` contiguous segments of the real tokens.
 
-    The ``L`` real tokens of a sequence (``mask`` True; all of them when ``mask`` is None) are split, in
-    order, into ``min(m, L)`` segments whose lengths differ by at most one: the real token of rank ``r`` goes
-    to segment ``floor(r min(m, L) / L)``. When ``m`` divides ``L`` these are the paper's equal segments;
-    when ``L <= m`` each token is its own landmark. Masked tokens belong to no segment, so landmarks do not
+    The ``L`` real tokens of a sequence (``mask`` True; all of them when ``mask`` is
+    None) are split, in order, into ``min(m, L)`` segments whose lengths differ by at
+    most one: the real token of rank ``r`` goes to segment ``floor(r min(m, L) / L)``.
+    When ``m`` divides ``L`` these are the paper's equal segments; when ``L <= m`` each
+    token is its own landmark. Masked tokens belong to no segment, so landmarks do not
     depend on padding.
 
     Args:
@@ -69,8 +205,9 @@ def segment_landmarks(
         mask: ``(batch, seq)`` boolean, True for real tokens.
 
     Returns:
-        landmarks ``(batch, heads, m, d)`` (zero for a landmark that does not exist) and ``exists``
-        ``(batch, m)`` boolean (False for the ``m - L`` landmarks of a sequence shorter than ``m``).
+        landmarks ``(batch, heads, m, d)`` (zero for a landmark that does not exist)
+        and ``exists`` ``(batch, m)`` boolean (False for the ``m - L`` landmarks of a
+        sequence shorter than ``m``).
     """
     batch, heads, seq, dim = x.shape
     if (
@@ -108,11 +245,13 @@ def nystrom_factors(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The three softmax kernels of Nyströmformer, each normalised over its last axis.
 
-    ``F = softmax(Q K~^T)`` ``(batch, heads, seq, m)``, ``A = softmax(Q~ K~^T)`` ``(batch, heads, m, m)`` and
-    ``B = softmax(Q~ K^T)`` ``(batch, heads, m, seq)``, all with logits times ``scale`` (default
-    ``1/sqrt(d)``, as SDPA; the official code's ``d^(-1/4)`` on each of Q and K is the same). Padded keys
-    and missing landmarks get zero weight. Rows and columns of ``A`` that belong to a missing landmark are
-    those of the identity, so ``A^+`` is block diagonal and the missing block never reaches a real token.
+    ``F = softmax(Q K~^T)`` ``(batch, heads, seq, m)``, ``A = softmax(Q~ K~^T)``
+    ``(batch, heads, m, m)`` and ``B = softmax(Q~ K^T)`` ``(batch, heads, m, seq)``,
+    all with logits times ``scale`` (default ``1/sqrt(d)``, as SDPA; the official
+    code's ``d^(-1/4)`` on each of Q and K is the same). Padded keys and missing
+    landmarks get zero weight. Rows and columns of ``A`` that belong to a missing
+    landmark are those of the identity, so ``A^+`` is block diagonal and the missing
+    block never reaches a real token.
     """
     _check(q, k, k, mask, num_landmarks)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
@@ -140,24 +279,31 @@ def nystrom_attention(
     scale: float | None = None,
     conv_weight: Tensor | None = None,
 ) -> Tensor:
-    """Nyström approximation of ``softmax(q k^T * scale) v`` with ``num_landmarks`` segment-mean landmarks.
+    """Nyström approximation of ``softmax(q k^T * scale) v`` with segment means.
 
-    ``F (A^+ (B V))``, evaluated right to left so nothing of size ``seq x seq`` is formed: O(seq m (d + dv)).
+    ``F (A^+ (B V))``, evaluated right to left so nothing of size ``seq x seq`` is
+    formed: O(seq m (d + dv)).
 
     Args:
         q, k: ``(batch, heads, seq, d)``; v: ``(batch, heads, seq, dv)``.
-        num_landmarks: ``m >= 1``. Any ``seq`` works, without padding (see :func:`segment_landmarks`).
-        pinv_iterations: steps of :func:`iterative_pinv`; None uses ``torch.linalg.pinv`` instead.
-        mask: ``(batch, seq)`` boolean, True for real tokens. Outputs at real tokens do not depend on the
-            masked ones (nor on how many there are); outputs at masked positions are zero.
+        num_landmarks: ``m >= 1``. Any ``seq`` works, without padding (see
+            :func:`segment_landmarks`).
+        pinv_iterations: steps of :func:`iterative_pinv`; None uses
+            ``torch.linalg.pinv`` instead.
+        mask: ``(batch, seq)`` boolean, True for real tokens. Outputs at real tokens do
+            not depend on the masked ones (nor on how many there are); outputs at
+            masked positions are zero.
         scale: logit scale, default ``1/sqrt(d)``.
-        conv_weight: optional ``(heads, kernel)`` weights (odd ``kernel``) of the paper's depthwise
-            convolution of ``v`` along the sequence, added to the output (a learned local correction).
+        conv_weight: optional ``(heads, kernel)`` weights (odd ``kernel``) of the
+            paper's depthwise convolution of ``v`` along the sequence, added to the
+            output (a learned local correction).
 
-    A sequence with at most ``m`` real tokens has one landmark per token, so ``A`` is its full attention
-    matrix and ``F A^+ B V = A A^+ A V = A V``: for it this returns exact softmax attention (computed as
-    ``F V~``, which is ``A V``), not the iteration's approximation of it. Inputs in float16/bfloat16 are
-    computed in float32, because the iteration multiplies numbers as large as the condition number of ``A``.
+    A sequence with at most ``m`` real tokens has one landmark per token, so ``A`` is
+    its full attention matrix and ``F A^+ B V = A A^+ A V = A V``: for it this returns
+    exact softmax attention (computed as ``F V~``, which is ``A V``), not the
+    iteration's approximation of it. Inputs in float16/bfloat16 are computed in
+    float32, because the iteration multiplies numbers as large as the condition number
+    of ``A``.
 
     Returns:
         ``(batch, heads, seq, dv)`` in the dtype of ``q``.
@@ -178,7 +324,8 @@ def nystrom_attention(
     out = kernel_f @ (pinv @ (kernel_b @ v))
     seq = q.shape[-2]
     if mask is not None or seq <= num_landmarks:
-        # Sequences with at most m real tokens: landmarks are the tokens, so F V~ is exact attention.
+        # Sequences with at most m real tokens: landmarks are the tokens, so F V~ is
+        # exact attention.
         v_landmarks, _ = segment_landmarks(v, num_landmarks, mask)
         short = (seq if mask is None else mask.sum(-1)) <= num_landmarks
         short = torch.as_tensor(short, device=q.device).reshape(-1, 1, 1, 1)
@@ -191,11 +338,13 @@ def nystrom_attention(
 
 
 class NystromAttention(nn.Module):
-    """Multi-head self-attention with :func:`nystrom_attention`, as a layer: ``(batch, seq, dim)`` in and out.
+    """Multi-head self-attention with :func:`nystrom_attention`, as a layer.
 
-    Projections to queries, keys and values, Nyström attention per head, the optional depthwise-convolution
-    residual on values (``conv_kernel``, odd; None for none; the paper's LRA configurations use 35, an even
-    size, which we round up to keep outputs centred) and an output projection.
+    ``(batch, seq, dim)`` in and out: projections to queries, keys and values, Nyström
+    attention per head, the optional depthwise-convolution residual on values
+    (``conv_kernel``, odd; None for none; the paper's LRA configurations use 35, which
+    is rounded up to an odd size here to keep outputs centred) and an output
+    projection.
     """
 
     def __init__(
@@ -210,7 +359,8 @@ class NystromAttention(nn.Module):
         super().__init__()
         if dim < 1 or heads < 1 or dim % heads:
             raise ValueError(
-                f"dim must be a positive multiple of heads, got dim={dim}, heads={heads}"
+                "dim must be a positive multiple of heads, "
+                f"got dim={dim}, heads={heads}"
             )
         if conv_kernel is not None and (conv_kernel < 1 or conv_kernel % 2 == 0):
             raise ValueError(
@@ -233,7 +383,7 @@ class NystromAttention(nn.Module):
             nn.init.normal_(self.conv_weight, std=conv_kernel**-0.5)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``x``: ``(batch, seq, dim)``; ``mask``: ``(batch, seq)`` boolean, True for real tokens."""
+        """``x``: ``(batch, seq, dim)``; ``mask``: ``(batch, seq)``, True = real."""
         if x.dim() != 3:
             raise ValueError(f"x must be (batch, seq, dim), got shape {tuple(x.shape)}")
         batch, seq, dim = x.shape
@@ -256,20 +406,26 @@ class NystromAttention(nn.Module):
 
 def _softmax(logits: Tensor, hide: Tensor | None) -> Tensor:
     if hide is not None:
-        # the most negative finite number, not -inf: a row with nothing visible (an all-padding sequence)
-        # then gives finite weights, which the caller zeroes, instead of NaN
+        # the most negative finite number, not -inf: a row with nothing visible (an
+        # all-padding sequence) then gives finite weights, which the caller zeroes,
+        # instead of NaN
         logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
     return logits.softmax(-1)
 
 
 def _depthwise_conv(v: Tensor, weight: Tensor) -> Tensor:
-    """Convolve each head's values along the sequence with that head's kernel (zero padding, centred)."""
+    """Convolve each head's values along the sequence with that head's kernel.
+
+    Zero padding, centred.
+    """
     heads, size = weight.shape[-2:]
     if weight.dim() != 2 or heads != v.shape[1] or size % 2 == 0:
         raise ValueError(
-            f"conv_weight must be (heads={v.shape[1]}, odd kernel), got {tuple(weight.shape)}"
+            f"conv_weight must be (heads={v.shape[1]}, odd kernel), "
+            f"got {tuple(weight.shape)}"
         )
-    # (batch, heads, seq, dv) -> channels = heads, spatial = (seq, dv) with a (kernel, 1) filter per head
+    # (batch, heads, seq, dv) -> channels = heads, spatial = (seq, dv), with a
+    # (kernel, 1) filter per head
     filters = weight.to(v.dtype)[:, None, :, None]
     return F.conv2d(v, filters, padding=(size // 2, 0), groups=heads)
 
@@ -298,7 +454,8 @@ def _check(
         or q.shape[-1] != k.shape[-1]
     ):
         raise ValueError(
-            "self-attention shapes do not fit (q, k, v share batch, heads, seq; q and k share dim): "
+            "self-attention shapes do not fit "
+            "(q, k, v share batch, heads, seq; q and k share dim): "
             f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if q.shape[2] < 1:
@@ -312,7 +469,8 @@ def _check(
             raise TypeError("mask must be a boolean tensor (True = real token)")
         if mask.shape != (q.shape[0], q.shape[2]):
             raise ValueError(
-                f"mask must be (batch, seq) = {(q.shape[0], q.shape[2])}, got {tuple(mask.shape)}"
+                f"mask must be (batch, seq) = {(q.shape[0], q.shape[2])}, "
+                f"got {tuple(mask.shape)}"
             )
         if mask.device != q.device:
             raise ValueError(f"mask must be on {q.device}, got {mask.device}")

@@ -9,8 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from kexue.attention.entropy_scale import (
+    SalientValueHead,
     attention_entropy,
+    entropy_gap,
     entropy_invariant_scale,
+    laplace_entropy_gap,
     scaled_attention,
     visible_keys,
 )
@@ -195,3 +198,76 @@ def test_attention_entropy() -> None:
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(TypeError, match="floating"):
         attention_entropy(torch.ones(3, dtype=torch.long))
+
+
+def test_entropy_gap_against_the_closed_form_in_three_dimensions() -> None:
+    # d = 3: c = cos(theta) is uniform on [-1, 1], so with a = 3 lam
+    # E[e^(a c)] = sinh(a)/a and H - log n = log(sinh(a)/a) - a coth(a) + 1.
+    for lam in (0.05, 0.3, 1.0, 2.5):
+        a = 3 * lam
+        exact = math.log(math.sinh(a) / a) - a / math.tanh(a) + 1
+        assert entropy_gap(lam, 3) == pytest.approx(exact, rel=1e-12, abs=1e-14)
+
+
+def test_entropy_gap_against_monte_carlo() -> None:
+    generator = torch.Generator().manual_seed(0)
+    q = F.normalize(
+        torch.randn(64, 16, generator=generator, dtype=torch.float64), dim=-1
+    )
+    k = F.normalize(
+        torch.randn(20000, 16, generator=generator, dtype=torch.float64), dim=-1
+    )
+    scores = 16 * q @ k.T
+    lam = 0.4
+    measured = attention_entropy(torch.softmax(lam * scores, -1)).mean().item()
+    assert measured - math.log(20000) == pytest.approx(entropy_gap(lam, 16), abs=0.02)
+
+
+def test_laplace_gap() -> None:
+    golden = (math.sqrt(5) - 1) / 2
+    assert laplace_entropy_gap(1.0, 64) == pytest.approx(
+        32 * math.log(golden), rel=1e-14
+    )
+    # small lam: c* ~ lam, so the gap is -d lam^2 / 2 to leading order
+    assert laplace_entropy_gap(1e-4, 64) == pytest.approx(-32e-8, rel=1e-6)
+    for lam in (0.125, 0.5, 1.0):  # within 1 % of the quadrature at d = 64
+        assert laplace_entropy_gap(lam, 64) == pytest.approx(
+            entropy_gap(lam, 64), rel=0.01
+        )
+
+
+@pytest.mark.parametrize("function", [entropy_gap, laplace_entropy_gap])
+def test_gap_functions_reject_bad_arguments(function) -> None:
+    with pytest.raises(ValueError, match="head_dim"):
+        function(1.0, 2)
+    with pytest.raises(ValueError, match="lam"):
+        function(0.0, 8)
+    with pytest.raises(ValueError, match="lam"):
+        function(math.inf, 8)
+    with pytest.raises(TypeError, match="lam"):
+        function("1", 8)
+
+
+def test_salient_value_head_scales_agree_at_the_training_length() -> None:
+    torch.manual_seed(0)
+    model = SalientValueHead(8, train_length=16).double()
+    values, salience = torch.randn(2, 3, 16, dtype=torch.float64)
+    standard = model(values, salience)
+    standard_entropy = model.entropy(values, salience).item()
+    model.scale = "entropy_invariant"
+    torch.testing.assert_close(model(values, salience), standard, rtol=0, atol=1e-14)
+    assert model.entropy(values, salience).item() == pytest.approx(standard_entropy)
+    assert standard.shape == (3, 16)
+    assert 0 < standard_entropy <= math.log(16)
+    longer = torch.randn(2, 3, 64, dtype=torch.float64)
+    assert model(*longer).shape == (3, 64)
+
+
+def test_salient_value_head_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="width"):
+        SalientValueHead(0)
+    with pytest.raises(ValueError, match="train_length"):
+        SalientValueHead(8, train_length=1)
+    model = SalientValueHead(8)
+    with pytest.raises(ValueError, match="values and salience"):
+        model(torch.randn(3, 5), torch.randn(3, 6))

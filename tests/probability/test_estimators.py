@@ -12,6 +12,8 @@ from kexue.probability.estimators import (
     c4,
     expectation_iid,
     jackknife,
+    log_variance_bias,
+    mean_and_error,
     unbiased_std,
     variance,
 )
@@ -130,3 +132,32 @@ def test_symbolic_expectation() -> None:
     assert sp.simplify(expectation_iid(mean, xs, mu, var) - mu) == 0
     assert sp.simplify(expectation_iid(mean**2, xs, mu, var) - (mu**2 + var / 3)) == 0
     assert expectation_iid(xs[0] ** 3 * xs[1], xs, mu, var) == sp.Symbol("m3") * mu
+
+
+def test_mean_and_error() -> None:
+    estimates = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    mean, error = mean_and_error(estimates)
+    assert mean == 2.5
+    assert error == pytest.approx(math.sqrt(5 / 3) / 2, rel=1e-15)
+    with pytest.raises(TypeError, match="floating"):
+        mean_and_error(torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="1-D"):
+        mean_and_error(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="1-D"):
+        mean_and_error(torch.ones(1))
+
+
+def test_log_variance_bias() -> None:
+    # n = 3: k = 2, (n - 1) s^2 / sigma^2 ~ Exp(1/2), E[log] = log 2 - gamma_E
+    assert log_variance_bias(3) == pytest.approx(-0.5772156649015329, rel=1e-14)
+    # large n: -1/k - 1/k^2 + ... (psi(x) - log x = -1/(2x) - 1/(12 x^2) + ...)
+    k = 999
+    assert log_variance_bias(k + 1) == pytest.approx(-1 / k - 1 / (3 * k**2), rel=1e-8)
+    # Monte Carlo, float64
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, 5, dtype=torch.float64, generator=generator)
+    measured = torch.log(x.var(-1)).mean().item()
+    assert measured == pytest.approx(log_variance_bias(5), abs=0.01)
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="n must be"):
+            log_variance_bias(bad)

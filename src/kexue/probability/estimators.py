@@ -1,9 +1,10 @@
 """Biased and unbiased estimators, after Su Jianlin's kexue.fm/archives/6747.
 
-The sample variance with ``1/n`` is biased by the factor ``(n - 1)/n``; the reason is that variance,
-``E[x^2] - E[x]^2``, is nonlinear in the expectation. The same reason makes the sample standard deviation
-biased even with ``1/(n - 1)`` (corrected by ``c4(n)`` for Gaussian data) and any smooth ``g(mean)`` biased
-at order ``1/n`` (removed by the jackknife).
+The sample variance with ``1/n`` is biased by the factor ``(n - 1)/n``; the reason is
+that variance, ``E[x^2] - E[x]^2``, is nonlinear in the expectation. The same reason
+makes the sample standard deviation biased even with ``1/(n - 1)`` (corrected by
+``c4(n)`` for Gaussian data) and any smooth ``g(mean)`` biased at order ``1/n`` (removed
+by the jackknife).
 """
 
 from __future__ import annotations
@@ -18,31 +19,35 @@ from torch import Tensor
 def variance(
     x: Tensor, dim: int = -1, *, correction: int = 1, keepdim: bool = False
 ) -> Tensor:
-    """Sample variance ``sum (x - mean)^2 / (n - correction)`` along ``dim``, by the two-pass formula.
+    """Sample variance ``sum (x - mean)^2 / (n - correction)`` along ``dim``, two-pass.
 
-    Agrees with ``torch.var(x, dim, correction=correction)``; the mean is removed before squaring, so a
-    large common offset does not cancel digits (the one-pass ``E[x^2] - E[x]^2`` would).
+    Agrees with ``torch.var(x, dim, correction=correction)``; the mean is removed before
+    squaring, so a large common offset does not cancel digits (the one-pass
+    ``E[x^2] - E[x]^2`` would).
 
     Raises:
         TypeError: ``x`` is not floating.
-        ValueError: ``n - correction <= 0`` (e.g. ``n = 1`` with the unbiased correction).
+        ValueError: ``n - correction <= 0`` (e.g. ``n = 1`` with the unbiased
+            correction).
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point tensor")
     n = x.shape[dim]
     if n - correction <= 0:
         raise ValueError(
-            f"need more than {correction} samples along dim {dim} for correction={correction}, got {n}"
+            f"need more than {correction} samples along dim {dim} for "
+            f"correction={correction}, got {n}"
         )
     centred = x - x.mean(dim, keepdim=True)
     return centred.pow(2).sum(dim, keepdim=keepdim) / (n - correction)
 
 
 def c4(n: Tensor | int) -> Tensor:
-    """``E[s] / sigma`` for ``n`` Gaussian samples: ``sqrt(2/(n-1)) Gamma(n/2) / Gamma((n-1)/2)``.
+    """``E[s] / sigma`` for ``n`` Gaussian samples.
 
-    Computed through ``lgamma`` (no overflow for large ``n``); ``n`` may be an int or a tensor of ints.
-    Returns a float64 tensor of the shape of ``n``.
+    ``c4(n) = sqrt(2/(n-1)) Gamma(n/2) / Gamma((n-1)/2)``, computed through ``lgamma``
+    (no overflow for large ``n``); ``n`` may be an int or a tensor of ints. Returns a
+    float64 tensor of the shape of ``n``.
 
     Raises:
         ValueError: some ``n < 2`` (``s`` needs two samples).
@@ -56,7 +61,7 @@ def c4(n: Tensor | int) -> Tensor:
 
 
 def unbiased_std(x: Tensor, dim: int = -1, *, keepdim: bool = False) -> Tensor:
-    """``s / c4(n)``: an unbiased estimate of sigma for Gaussian samples along ``dim``."""
+    """``s / c4(n)``: an unbiased estimate of sigma for Gaussian samples on ``dim``."""
     n = x.shape[dim]
     if n < 2:
         raise ValueError(
@@ -75,17 +80,20 @@ def jackknife(
 ) -> tuple[Tensor, Tensor]:
     """Jackknife bias correction and standard error of ``statistic`` along ``dim``.
 
-    With ``theta = statistic(x)`` and ``theta_i`` the statistic of the sample without ``x_i``, returns
-    ``(n * theta - (n - 1) * mean_i theta_i,  sqrt((n - 1)/n * sum_i (theta_i - mean theta_i)^2))``. If the
-    estimator's bias is ``a/n + O(1/n^2)``, the corrected estimate's bias is ``O(1/n^2)``.
+    With ``theta = statistic(x)`` and ``theta_i`` the statistic of the sample without
+    ``x_i``, returns ``n * theta - (n - 1) * mean_i theta_i`` and
+    ``sqrt((n - 1)/n * sum_i (theta_i - mean theta_i)^2)``. If the estimator's bias is
+    ``a/n + O(1/n^2)``, the corrected estimate's bias is ``O(1/n^2)``.
 
     Args:
-        statistic: called as ``statistic(t, dim=-1)``; must reduce the last axis of ``t``.
+        statistic: called as ``statistic(t, dim=-1)``; must reduce the last axis of
+            ``t``.
         x: samples, any shape; ``dim`` holds the ``n`` samples.
         dim: the sample axis.
-        vectorize: True: the statistic gets all ``n`` leave-one-out samples at once as an extra axis
-            (``(..., n, n - 1)``, no Python loop); False: it is mapped over them with ``torch.func.vmap``, for
-            statistics written for one sample vector.
+        vectorize: True: the statistic gets all ``n`` leave-one-out samples at once as
+            an extra axis (``(..., n, n - 1)``, no Python loop); False: it is mapped
+            over them with ``torch.func.vmap``, for statistics written for one sample
+            vector.
 
     Returns:
         Two tensors of the shape of ``x`` without ``dim``.
@@ -98,9 +106,8 @@ def jackknife(
     if n < 2:
         raise ValueError(f"the jackknife needs at least 2 samples, got {n}")
     keep = ~torch.eye(n, dtype=torch.bool, device=x.device)
-    others = (
-        torch.arange(n, device=x.device).expand(n, n)[keep].view(n, n - 1)
-    )  # row i: all but i
+    # row i: all indices but i
+    others = torch.arange(n, device=x.device).expand(n, n)[keep].view(n, n - 1)
     leave_one_out = x[..., others]  # (..., n, n - 1)
     full = statistic(x, dim=-1)
     if vectorize:
@@ -122,8 +129,9 @@ def expectation_iid(
 ) -> sp.Expr:
     """``E[expr]`` for a polynomial in independent, identically distributed ``samples``.
 
-    Each monomial ``prod_i x_i^(a_i)`` becomes ``prod_i E[x^(a_i)]`` (independence), with ``E[x] = mean``,
-    ``E[x^2] = var + mean^2`` and ``E[x^k] = m_k`` (a symbol) for ``k >= 3``.
+    Each monomial ``prod_i x_i^(a_i)`` becomes ``prod_i E[x^(a_i)]`` (independence),
+    with ``E[x] = mean``, ``E[x^2] = var + mean^2`` and ``E[x^k] = m_k`` (a symbol) for
+    ``k >= 3``.
     """
     moments = {0: sp.Integer(1), 1: mean, 2: var + mean**2}
     polynomial = sp.Poly(sp.expand(expr), *samples)
@@ -136,4 +144,48 @@ def expectation_iid(
     return sp.expand(total)
 
 
-__all__ = ["c4", "expectation_iid", "jackknife", "unbiased_std", "variance"]
+def mean_and_error(estimates: Tensor) -> tuple[float, float]:
+    """The Monte Carlo mean of a 1-D tensor of estimates and its standard error.
+
+    The standard error is the sample standard deviation over ``sqrt(len(estimates))``.
+
+    Raises:
+        TypeError: ``estimates`` is not a floating tensor.
+        ValueError: not 1-D, or fewer than 2 estimates.
+    """
+    if not isinstance(estimates, Tensor) or not estimates.is_floating_point():
+        raise TypeError("estimates must be a floating-point tensor")
+    if estimates.dim() != 1 or len(estimates) < 2:
+        raise ValueError(
+            "need a 1-D tensor of at least 2 estimates, got shape "
+            f"{tuple(estimates.shape)}"
+        )
+    error = variance(estimates).sqrt() / len(estimates) ** 0.5
+    return estimates.mean().item(), error.item()
+
+
+def log_variance_bias(n: int) -> float:
+    """``E[log s^2] - log sigma^2`` for ``n`` Gaussian samples (``s^2`` with ``n - 1``).
+
+    ``(n - 1) s^2 / sigma^2`` is chi-squared with ``k = n - 1`` degrees of
+    freedom, whose log has mean ``psi(k/2) + log 2``; so the bias is
+    ``psi(k/2) - log(k/2)``, which is ``-1/k + O(1/k^2)``.
+
+    Raises:
+        ValueError: ``n < 2``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    half = torch.tensor((n - 1) / 2, dtype=torch.float64)
+    return (torch.special.digamma(half) - torch.log(half)).item()
+
+
+__all__ = [
+    "c4",
+    "expectation_iid",
+    "jackknife",
+    "log_variance_bias",
+    "mean_and_error",
+    "unbiased_std",
+    "variance",
+]

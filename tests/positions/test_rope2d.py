@@ -9,10 +9,14 @@ from hypothesis import strategies as st
 
 from kexue.positions.rope import apply_rope
 from kexue.positions.rope2d import (
+    ENCODINGS,
     MixedRotaryEmbedding2d,
+    PatchAttention,
+    additive_residual,
     apply_rope_2d,
     grid_coords,
     offset_share,
+    symbol_above_task,
 )
 
 
@@ -162,3 +166,73 @@ def test_mixed_module_checks_shapes() -> None:
         rope(torch.randn(1, 3, 4, 8), grid_coords(2, 2))
     with pytest.raises(ValueError, match=r"coords must be \(seq, 2\)"):
         rope(torch.randn(1, 2, 4, 8), grid_coords(3, 3))
+
+
+def test_additive_residual_against_float64_least_squares() -> None:
+    surface = torch.randn(5, 7, dtype=torch.float64)
+    rows = torch.nn.functional.one_hot(torch.arange(5).repeat_interleave(7)).double()
+    cols = torch.nn.functional.one_hot(torch.arange(7).repeat(5)).double()
+    design = torch.cat((rows, cols), dim=1)
+    target = surface.flatten()
+    fitted = design @ torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+    expected = ((target - fitted) ** 2).sum() / ((target - target.mean()) ** 2).sum()
+    assert additive_residual(surface) == pytest.approx(expected.item(), abs=1e-12)
+    additive = torch.randn(5, 1, dtype=torch.float64) + torch.randn(1, 7)
+    assert additive_residual(additive) < 1e-28
+
+
+def test_additive_residual_rejects_bad_surfaces() -> None:
+    with pytest.raises(ValueError, match="2-D tensor"):
+        additive_residual(torch.zeros(3))
+    with pytest.raises(ValueError, match="floating-point"):
+        additive_residual(torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="constant"):
+        additive_residual(torch.ones(3, 3))
+
+
+def test_symbol_above_task_targets_the_row_above() -> None:
+    inputs, targets, coords = symbol_above_task(
+        torch.Generator().manual_seed(0), 3, 4, 5, symbols=6
+    )
+    assert inputs.shape == targets.shape == (3, 20) and coords.shape == (20, 2)
+    assert int(inputs.max()) < 6 and int(inputs.min()) >= 0
+    assert (targets[:, :5] == -100).all()
+    torch.testing.assert_close(targets[:, 5:], inputs[:, :-5])
+    with pytest.raises(ValueError, match="count must be a positive int"):
+        symbol_above_task(torch.Generator(), 0, 4, 5)
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        symbol_above_task(torch.Generator(), 2, 4, 0)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_patch_attention_shapes_and_gradients(encoding: str) -> None:
+    model = PatchAttention(encoding, symbols=6, dim=16)
+    inputs, targets, coords = symbol_above_task(
+        torch.Generator().manual_seed(1), 2, 3, 4, symbols=6
+    )
+    logits = model(inputs, coords)
+    assert logits.shape == (2, 12, 6)
+    loss = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=-100
+    )
+    loss.backward()
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all()
+        for p in (model.embed.weight, model.qkv.weight)
+    )
+
+
+def test_patch_attention_with_2d_rope_is_translation_equivariant() -> None:
+    """Shifting the grid coordinates changes nothing: attention sees offsets only."""
+    model = PatchAttention("2-D RoPE", dim=16).double()
+    inputs, _, coords = symbol_above_task(torch.Generator().manual_seed(2), 2, 3, 4)
+    torch.testing.assert_close(
+        model(inputs, coords), model(inputs, coords + torch.tensor([7, -3]))
+    )
+
+
+def test_patch_attention_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        PatchAttention("learned")
+    with pytest.raises(ValueError, match="multiple of 4"):
+        PatchAttention("none", dim=6)

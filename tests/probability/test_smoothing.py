@@ -10,12 +10,16 @@ import torch.nn.functional as F
 
 from kexue.probability.smoothing import (
     KERNELS,
+    convolve_numerically,
     smooth_abs,
     smooth_floor,
     smooth_max,
     smooth_relu,
     smooth_step,
     step_smoothed_relu,
+)
+from kexue.probability.smoothing import (
+    kernel_density as library_density,
 )
 
 
@@ -149,3 +153,34 @@ def test_bad_arguments() -> None:
         smooth_floor(torch.zeros(3), 0.1, lo=1, hi=5)
     with pytest.raises(TypeError, match="b must be a tensor"):
         smooth_max(torch.zeros(3), 0.0, 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_density_is_a_density_with_the_stated_width(kernel: str) -> None:
+    u = torch.linspace(-60, 60, 600_001, dtype=torch.float64)
+    density = library_density(u, 0.5, kernel=kernel)
+    assert density.dtype == torch.float64
+    assert torch.trapezoid(density, u).item() == pytest.approx(1.0, abs=1e-12)
+    variance = torch.trapezoid(u * u * density, u).item()
+    expected = 0.25 if kernel == "gaussian" else 0.25 * math.pi**2 / 3
+    assert variance == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_convolve_numerically_against_the_test_reference(kernel: str) -> None:
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    grid = torch.linspace(-40, 40, 400_001, dtype=torch.float64)
+    got = convolve_numerically(F.relu, x, 0.5, kernel=kernel, grid=grid)
+    torch.testing.assert_close(got, convolve(F.relu, kernel, x, 0.5), atol=1e-8, rtol=0)
+    identity = convolve_numerically(lambda y: y, x, 0.5, kernel=kernel, grid=grid)
+    torch.testing.assert_close(identity, x, atol=1e-9, rtol=0)  # symmetric kernel
+
+
+def test_convolve_numerically_rejects_bad_grids() -> None:
+    x = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="must be 1-D"):
+        convolve_numerically(F.relu, x, 1.0, grid=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="increasing"):
+        convolve_numerically(F.relu, x, 1.0, grid=torch.tensor([0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="width must be positive"):
+        convolve_numerically(F.relu, x, -1.0, grid=torch.linspace(-1, 1, 5))

@@ -1,18 +1,22 @@
-"""Smooth approximations of non-smooth functions by convolution with a density, after kexue.fm/archives/8718.
+"""Smooth approximations of non-smooth functions by convolution, kexue.fm/archives/8718.
 
 Convolving ``f`` with a density ``phi`` of width ``w`` is an expectation under noise,
-``g(x) = E_eps[f(x - eps)]``, and tends to ``f`` as ``w -> 0`` (``phi`` tends to the Dirac delta). For the
-ReLU, ``g`` is the second antiderivative of ``phi``: its derivative is the kernel's CDF, a smooth step.
+``g(x) = E_eps[f(x - eps)]``, and tends to ``f`` as ``w -> 0`` (``phi`` tends to the
+Dirac delta). For the ReLU, ``g`` is the second antiderivative of ``phi``: its
+derivative is the kernel's CDF, a smooth step.
 
-Two kernels: ``"gaussian"`` (standard deviation ``w``; ReLU becomes ``x Phi(x/w) + w phi(x/w)``) and
-``"logistic"`` (scale ``w``, i.e. temperature ``t = 1/w``; ReLU becomes ``w softplus(x/w)``). Everything is
-written in forms that do not overflow (``ndtr``, ``softplus``, ``sigmoid``), computes in float32 at least and
-returns the input's dtype.
+Two kernels: ``"gaussian"`` (standard deviation ``w``; ReLU becomes
+``x Phi(x/w) + w phi(x/w)``) and ``"logistic"`` (scale ``w``, i.e. temperature
+``t = 1/w``; ReLU becomes ``w softplus(x/w)``). Everything is written in forms that do
+not overflow (``ndtr``, ``softplus``, ``sigmoid``), computes in float32 at least and
+returns the input's dtype. :func:`convolve_numerically` is the independent reference:
+the convolution integral by the trapezoid rule.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -26,7 +30,7 @@ KERNELS: tuple[str, ...] = ("gaussian", "logistic")
 def smooth_step(
     x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
 ) -> Tensor:
-    """The kernel's CDF at ``x``: a smooth Heaviside step, ``Phi(x / w)`` or ``sigmoid(x / w)``."""
+    """The kernel's CDF: a smooth Heaviside step, ``Phi(x/w)`` or ``sigmoid(x/w)``."""
     x, width, out_dtype = _prepare(x, width, kernel)
     z = x / width
     step = torch.special.ndtr(z) if kernel == "gaussian" else torch.sigmoid(z)
@@ -36,16 +40,20 @@ def smooth_step(
 def smooth_relu(
     x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
 ) -> Tensor:
-    """ReLU convolved with the kernel: ``x Phi(x/w) + w phi(x/w)`` (Gaussian) or ``w softplus(x/w)``.
+    """ReLU convolved with the kernel.
+
+    ``x Phi(x/w) + w phi(x/w)`` for the Gaussian, ``w softplus(x/w)`` for the logistic.
 
     Args:
         x: real tensor, any shape, dtype and device.
-        width: the kernel's width ``w > 0`` (a number or a tensor broadcastable to ``x``).
+        width: the kernel's width ``w > 0`` (a number or a tensor broadcastable to
+            ``x``).
         kernel: ``"gaussian"`` or ``"logistic"``.
 
     Returns:
-        Tensor of the shape (broadcast with ``width``) and dtype of ``x``; non-negative, above ``max(x, 0)``,
-        and within ``w / sqrt(2 pi)`` (Gaussian) or ``w log 2`` (logistic) of it.
+        Tensor of the shape (broadcast with ``width``) and dtype of ``x``; non-negative,
+        above ``max(x, 0)``, and within ``w / sqrt(2 pi)`` (Gaussian) or ``w log 2``
+        (logistic) of it.
     """
     x, width, out_dtype = _prepare(x, width, kernel)
     z = x / width
@@ -61,10 +69,11 @@ def smooth_relu(
 def step_smoothed_relu(
     x: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
 ) -> Tensor:
-    """``x * smooth_step(x)``: ReLU written as ``x * step(x)`` with only the step smoothed.
+    """``x * smooth_step(x)``: ReLU as ``x * step(x)`` with only the step smoothed.
 
-    With ``width = 1`` this is GELU (Gaussian kernel, ``torch.nn.functional.gelu``) and Swish/SiLU (logistic
-    kernel, ``torch.nn.functional.silu``). Unlike :func:`smooth_relu` it dips below zero for negative ``x``.
+    With ``width = 1`` this is GELU (Gaussian kernel, ``torch.nn.functional.gelu``) and
+    Swish/SiLU (logistic kernel, ``torch.nn.functional.silu``). Unlike
+    :func:`smooth_relu` it dips below zero for negative ``x``.
     """
     x, width, out_dtype = _prepare(x, width, kernel)
     step = (
@@ -85,7 +94,7 @@ def smooth_abs(
 def smooth_max(
     a: Tensor, b: Tensor, width: float | Tensor, *, kernel: Kernel = "gaussian"
 ) -> Tensor:
-    """``max(a, b) = b + relu(a - b)``, with the smoothed ReLU; broadcasts ``a`` against ``b``."""
+    """``max(a, b) = b + relu(a - b)``, smoothed; broadcasts ``a`` against ``b``."""
     if not isinstance(b, Tensor):
         raise TypeError(f"b must be a tensor, got {type(b).__name__}")
     return b + smooth_relu(a - b, width, kernel=kernel)
@@ -94,11 +103,13 @@ def smooth_max(
 def smooth_floor(
     x: Tensor, width: float | Tensor, *, lo: int, hi: int, kernel: Kernel = "logistic"
 ) -> Tensor:
-    """A smooth floor on ``[lo, hi + 1)``: ``sum_{n=lo}^{0} [step(x - n) - 1] + sum_{n=1}^{hi} step(x - n)``.
+    """A smooth floor on ``[lo, hi + 1)`` from smoothed unit steps.
 
-    Each unit step of the floor at integer ``n`` is replaced by the smooth step, centred at ``n``; outside
-    ``[lo, hi + 1)`` the result saturates at ``lo - 1`` and ``hi``. With the article's ``width = 0.1``
-    (logistic, ``t = 10``), ``lo = -5``, ``hi = 10``: ``3.2 -> 2.88`` and ``7.9 -> 7.27``.
+    ``sum_{n=lo}^{0} [step(x - n) - 1] + sum_{n=1}^{hi} step(x - n)``: each unit step of
+    the floor at integer ``n`` is replaced by the smooth step, centred at ``n``; outside
+    ``[lo, hi + 1)`` the result saturates at ``lo - 1`` and ``hi``. With the article's
+    ``width = 0.1`` (logistic, ``t = 10``), ``lo = -5``, ``hi = 10``: ``3.2 -> 2.88``
+    and ``7.9 -> 7.27``.
 
     Raises:
         ValueError: ``lo > 0``, ``hi < 0`` or non-integer bounds.
@@ -110,11 +121,53 @@ def smooth_floor(
         raise ValueError(f"need lo <= 0 <= hi, got lo={lo}, hi={hi}")
     x, width, out_dtype = _prepare(x, width, kernel)
     steps = torch.arange(lo, hi + 1, dtype=x.dtype, device=x.device)
-    shifted = (x.unsqueeze(-1) - steps) / width.unsqueeze(-1)  # (..., hi - lo + 1)
+    # (..., hi - lo + 1): one smoothed step per integer
+    shifted = (x.unsqueeze(-1) - steps) / width.unsqueeze(-1)
     values = (
         torch.special.ndtr(shifted) if kernel == "gaussian" else torch.sigmoid(shifted)
     )
-    return (values.sum(-1) - (1 - lo)).to(out_dtype)  # the terms n <= 0 each carry a -1
+    # the terms n <= 0 each carry a -1
+    return (values.sum(-1) - (1 - lo)).to(out_dtype)
+
+
+def kernel_density(u: Tensor, width: float, *, kernel: Kernel = "gaussian") -> Tensor:
+    """The kernel's density ``phi_w(u)``, in the dtype of ``u``.
+
+    Gaussian of standard deviation ``w``, or logistic of scale ``w``:
+    ``sigmoid(u/w) sigmoid(-u/w) / w``.
+    """
+    u, width_tensor, out_dtype = _prepare(u, width, kernel)
+    z = u / width_tensor
+    if kernel == "gaussian":
+        density = torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * width_tensor)
+    else:
+        density = torch.sigmoid(z) * torch.sigmoid(-z) / width_tensor
+    return density.to(out_dtype)
+
+
+def convolve_numerically(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    width: float,
+    *,
+    kernel: Kernel = "gaussian",
+    grid: Tensor,
+) -> Tensor:
+    """``int f(y) phi_w(x - y) dy`` by the trapezoid rule on ``grid``, for each ``x``.
+
+    An independent reference for the closed forms: it never uses them. ``x`` is 1-D,
+    ``grid`` a 1-D increasing tensor wide enough for the kernel's tails; the work is
+    ``len(x) * len(grid)``, in the dtype of ``grid``.
+
+    Raises:
+        ValueError: ``x`` or ``grid`` not 1-D, or ``grid`` not increasing.
+    """
+    if x.dim() != 1 or grid.dim() != 1 or len(grid) < 2:
+        raise ValueError("x and grid must be 1-D (grid with at least 2 points)")
+    if not bool((grid[1:] > grid[:-1]).all()):
+        raise ValueError("grid must be increasing")
+    density = kernel_density(x.to(grid)[:, None] - grid[None, :], width, kernel=kernel)
+    return torch.trapezoid(f(grid)[None, :] * density, grid, dim=-1)
 
 
 def _prepare(

@@ -63,7 +63,8 @@ unit: $(STAMP)
 # _build/.executed, which `make book` renders instead of executing the chapter again.
 chapters: $(STAMP)
 	rm -rf _build/.executed
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=180 -p no:cacheprovider $(JOBS) chapters
+	@# Two kernels share the two cores: one thread each (two threads each oversubscribe the cores).
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=180 -p no:cacheprovider $(JOBS) chapters
 
 chapter: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "usage: make chapter CHAPTER=chapters/<part>/<topic>.md"; exit 2; }

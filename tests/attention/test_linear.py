@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from kexue.attention.linear import (
+    OneLayerAttention,
     favor_features,
     linear_attention,
     orthogonal_gaussian,
     performer_attention,
+    performer_relative_error,
 )
 
 
@@ -145,3 +147,48 @@ def test_bad_input() -> None:
         linear_attention(x, x, x, mask=torch.ones(1, 1, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="projection must be"):
         favor_features(x, torch.randn(10, 7), is_query=True)
+
+
+def test_performer_relative_error_falls_with_features_and_matches_a_direct_loop() -> None:
+    q, k, v = 0.5 * torch.randn(3, 1, 1, 32, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    few = performer_relative_error(q, k, v, 8, orthogonal=True, draws=5, generator=torch.Generator().manual_seed(0))
+    many = performer_relative_error(q, k, v, 512, orthogonal=True, draws=5, generator=torch.Generator().manual_seed(0))
+    assert many < few / 2
+    generator = torch.Generator().manual_seed(4)
+    got = performer_relative_error(q, k, v, 16, orthogonal=False, draws=3, generator=generator)
+    generator = torch.Generator().manual_seed(4)
+    exact = F.scaled_dot_product_attention(q, k, v)
+    expected = 0.0
+    for _ in range(3):
+        w = torch.randn(16, 8, dtype=torch.float64, generator=generator)
+        expected += ((performer_attention(q, k, v, w) - exact).norm() / exact.norm()).item() / 3
+    assert got == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="draws must be a positive int"):
+        performer_relative_error(q, k, v, 16, orthogonal=False, draws=0, generator=generator)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "elu", "exp"])
+def test_one_layer_attention_against_a_float64_quadratic_reference(kind: str) -> None:
+    torch.manual_seed(0)
+    model = OneLayerAttention(kind).double()
+    values, salience = torch.randn(2, 3, 7, dtype=torch.float64)
+    tokens = model.embed(torch.stack((values, salience), -1))
+    q, k, v = model.qkv(tokens).chunk(3, dim=-1)
+    if kind == "softmax":
+        weights = torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), -1)
+    else:
+        phi = {"elu": lambda x: F.elu(x) + 1, "exp": torch.exp}[kind]
+        weights = phi(q) @ phi(k).mT
+        weights = weights / (weights.sum(-1, keepdim=True) + 1e-6)
+    expected = model.read_out(weights @ v)[..., 0]
+    got = model(values, salience)
+    assert got.shape == (3, 7)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_one_layer_attention_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        OneLayerAttention("sigmoid")
+    model = OneLayerAttention("elu")
+    with pytest.raises(ValueError, match="must both be"):
+        model(torch.randn(2, 5), torch.randn(2, 6))

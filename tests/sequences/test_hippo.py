@@ -14,6 +14,7 @@ from kexue.sequences.hippo import (
     METHODS,
     discretize,
     lagt,
+    legendre_projection,
     legs,
     legs_matvec,
     legs_memory,
@@ -170,3 +171,43 @@ def test_bad_arguments() -> None:
         discretize(torch.zeros(3, 2), torch.zeros(3), 0.1)
     with pytest.raises(ValueError, match="batch, length"):
         legs_memory(torch.zeros(5), 4)
+
+
+def test_legendre_projection_against_scipy_quad() -> None:
+    """Gauss-Legendre against adaptive quadrature (scipy.integrate.quad), float64."""
+    from scipy.integrate import quad
+
+    def u(t):
+        return torch.sin(3 * t) + t / 2
+
+    got = legendre_projection(u, 2.0, 1.0, 8)
+    expected = [
+        quad(
+            lambda x, n=n: (math.sin(3 * (2.0 + (x + 1) / 2)) + (2.0 + (x + 1) / 2) / 2)
+            * math.sqrt((2 * n + 1) / 2)
+            * eval_legendre(n, x),
+            -1,
+            1,
+            limit=200,
+            epsabs=1e-13,
+            epsrel=1e-12,
+        )[0]
+        for n in range(8)
+    ]
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_legendre_projection_is_exact_for_polynomials_and_inverts_reconstruct() -> None:
+    coeffs = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64)
+    got = legendre_projection(lambda t: reconstruct(coeffs, 2 * t - 1), 0.0, 1.0, 6, nodes=5)
+    expected = torch.cat([coeffs, torch.zeros(2, dtype=torch.float64)])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
+
+
+def test_legendre_projection_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="nodes must be"):
+        legendre_projection(torch.sin, 0.0, 1.0, 4, nodes=0)
+    with pytest.raises(ValueError, match="width > 0"):
+        legendre_projection(torch.sin, 0.0, -1.0, 4)
+    with pytest.raises(TypeError, match="same shape"):
+        legendre_projection(lambda t: t.sum(), 0.0, 1.0, 4)

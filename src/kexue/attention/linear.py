@@ -1,9 +1,10 @@
 """Linear attention and Performer's FAVOR+ features, after kexue.fm/archives/8338.
 
 Replace ``exp(q . k)`` by ``phi(q) . phi(k)`` and attention becomes
-``out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / phi(q_i)^T (sum_j phi(k_j))``: linear in the length. Performer
-chooses random features whose inner product is an unbiased estimate of ``exp(q . k)``. Shapes follow torch's
-SDPA: ``(batch, heads, seq, head_dim)``.
+``out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / phi(q_i)^T (sum_j phi(k_j))``: linear in
+the length. Performer chooses random features whose inner product is an unbiased
+estimate of ``exp(q . k)``. Shapes follow torch's SDPA:
+``(batch, heads, seq, head_dim)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 FEATURE_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
     "elu": lambda x: F.elu(x) + 1,
@@ -37,13 +38,15 @@ def linear_attention(
 
     Args:
         q, k: ``(batch, heads, seq, d)``; v: ``(batch, heads, seq, dv)``.
-        feature_map: ``"elu"`` (elu + 1, as Katharopoulos et al.), ``"exp"``, ``"relu"`` or a callable applied
-            to q and k (it must return non-negative features).
-        causal: each query sees keys ``j <= i``. Computed by chunks: quadratic inside a chunk of
-            ``chunk_size``, a running ``d x dv`` state across chunks, so no ``(n, d, dv)`` prefix tensor
-            is ever formed.
+        feature_map: ``"elu"`` (elu + 1, as Katharopoulos et al.), ``"exp"``,
+            ``"relu"`` or a callable applied to q and k (it must return non-negative
+            features).
+        causal: each query sees keys ``j <= i``. Computed by chunks: quadratic inside a
+            chunk of ``chunk_size``, a running ``d x dv`` state across chunks, so no
+            ``(n, d, dv)`` prefix tensor is ever formed.
         eps: added to the denominator.
-        mask: padding mask over keys, boolean, broadcastable to ``(batch, heads, seq)`` (True = real token).
+        mask: padding mask over keys, boolean, broadcastable to ``(batch, heads, seq)``
+            (True = real token).
 
     Returns:
         ``(batch, heads, seq, dv)``.
@@ -62,11 +65,12 @@ def orthogonal_gaussian(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Performer's projection ``(num_features, dim)``: stacked orthogonal blocks, rows with Gaussian norms.
+    """Performer's projection ``(num_features, dim)``: orthogonal blocks of rows.
 
-    Each block of ``dim`` rows is the Q of a QR decomposition of a Gaussian matrix (orthonormal rows); each
-    row is then rescaled to the norm of an independent ``N(0, I_dim)`` vector, so rows are marginally
-    Gaussian but rows within a block are exactly orthogonal (lower variance than iid rows).
+    Each block of ``dim`` rows is the Q of a QR decomposition of a Gaussian matrix
+    (orthonormal rows); each row is then rescaled to the norm of an independent
+    ``N(0, I_dim)`` vector, so rows are marginally Gaussian but rows within a block are
+    exactly orthogonal (lower variance than iid rows).
     """
     if num_features < 1 or dim < 1:
         raise ValueError(
@@ -87,18 +91,21 @@ def orthogonal_gaussian(
 def favor_features(
     x: Tensor, projection: Tensor, *, is_query: bool, eps: float = 1e-4
 ) -> Tensor:
-    """Performer's positive random features ``m^(-1/2) (exp(w_r . x~ - |x~|^2 / 2 - s) + eps)``.
+    """Performer's features ``m^(-1/2) (exp(w_r . x~ - |x~|^2 / 2 - s) + eps)``.
 
-    Here ``x~ = d^(-1/4) x``, so that ``phi(q) . phi(k)`` estimates ``exp(q . k / sqrt(d))`` (up to scale).
+    Here ``x~ = d^(-1/4) x``, so that ``phi(q) . phi(k)`` estimates
+    ``exp(q . k / sqrt(d))`` (up to scale).
 
-    The stabiliser ``s`` is the maximum over features per row for queries (a per-query factor, which the
-    normalisation cancels) and over features and positions for keys (one factor per head, also cancelled).
-    ``x``: ``(..., seq, d)``; ``projection``: ``(m, d)``; returns ``(..., seq, m)``.
+    The stabiliser ``s`` is the maximum over features per row for queries (a per-query
+    factor, which the normalisation cancels) and over features and positions for keys
+    (one factor per head, also cancelled). ``x``: ``(..., seq, d)``; ``projection``:
+    ``(m, d)``; returns ``(..., seq, m)``.
 
-    When autograd is not recording for ``x`` and ``projection``, the ``(seq, m)`` logits are turned into
-    features in place (the same operations in the same order, so the same numbers): one tensor of that
-    size instead of six, which about halves the time of :func:`performer_attention` at long sequences on
-    the CPU (the benchmarks appendix).
+    When autograd is not recording for ``x`` and ``projection``, the ``(seq, m)`` logits
+    are turned into features in place (the same operations in the same order, so the
+    same numbers): one tensor of that size instead of six, which about halves the time
+    of :func:`performer_attention` at long sequences on the CPU (the benchmarks
+    appendix).
     """
     d, m = x.shape[-1], projection.shape[0]
     if projection.shape[-1] != d:
@@ -112,12 +119,8 @@ def favor_features(
         stabiliser = logits.amax(dim=dims, keepdim=True)
         return (torch.exp(logits - stabiliser.detach()) + eps) / math.sqrt(m)
     logits.sub_(half_norm)
-    return (
-        logits.sub_(logits.amax(dim=dims, keepdim=True))
-        .exp_()
-        .add_(eps)
-        .div_(math.sqrt(m))
-    )
+    logits.sub_(logits.amax(dim=dims, keepdim=True))
+    return logits.exp_().add_(eps).div_(math.sqrt(m))
 
 
 def performer_attention(
@@ -137,6 +140,73 @@ def performer_attention(
     return _attend(phi_q, phi_k, v, causal=causal, eps=0.0, mask=mask, chunk_size=64)
 
 
+def performer_relative_error(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    num_features: int,
+    *,
+    orthogonal: bool,
+    draws: int,
+    generator: torch.Generator,
+) -> float:
+    """Mean over ``draws`` projections of ``|FAVOR+ - softmax| / |softmax|``.
+
+    Frobenius norms. The projection has ``num_features`` rows, iid Gaussian or
+    :func:`orthogonal_gaussian`, drawn from ``generator`` in the dtype of ``q``;
+    softmax attention is torch's SDPA.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    _check(q, k, v, None)
+    exact = F.scaled_dot_product_attention(q, k, v)
+    d, total = q.shape[-1], 0.0
+    for _ in range(draws):
+        if orthogonal:
+            w = orthogonal_gaussian(num_features, d, generator=generator, dtype=q.dtype)
+        else:
+            w = torch.randn(num_features, d, generator=generator, dtype=q.dtype)
+        approx = performer_attention(q, k, v, w.to(q.device))
+        total += ((approx - exact).norm() / exact.norm()).item()
+    return total / draws
+
+
+class OneLayerAttention(nn.Module):
+    """One attention layer for the soft arg-max task of :mod:`kexue.tasks`.
+
+    Each token is the pair (value, salience), embedded in 32 dimensions; one head of
+    width 32 attends (``kind``: ``"softmax"`` for SDPA, or a feature map of
+    :func:`linear_attention`: ``"elu"``, ``"exp"``, ``"relu"``) and a linear read-out
+    gives one number per position. ``forward(values, salience)`` takes two
+    ``(batch, seq)`` tensors and returns ``(batch, seq)``.
+    """
+
+    def __init__(self, kind: str, width: int = 32) -> None:
+        super().__init__()
+        if kind != "softmax" and kind not in FEATURE_MAPS:
+            raise ValueError(
+                f"kind must be 'softmax' or one of {tuple(FEATURE_MAPS)}, got {kind!r}"
+            )
+        self.kind = kind
+        self.embed = nn.Linear(2, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.read_out = nn.Linear(width, 1)
+
+    def forward(self, values: Tensor, salience: Tensor) -> Tensor:
+        if values.shape != salience.shape or values.dim() != 2:
+            raise ValueError(
+                "values and salience must both be (batch, seq), got "
+                f"{tuple(values.shape)} and {tuple(salience.shape)}"
+            )
+        tokens = self.embed(torch.stack((values, salience), -1))
+        q, k, v = self.qkv(tokens).unsqueeze(1).chunk(3, dim=-1)
+        if self.kind == "softmax":
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = linear_attention(q, k, v, feature_map=self.kind)
+        return self.read_out(out[:, 0])[..., 0]
+
+
 def _attend(
     phi_q: Tensor,
     phi_k: Tensor,
@@ -147,16 +217,13 @@ def _attend(
     mask,
     chunk_size: int,
 ) -> Tensor:
-    if mask is not None:
-        phi_k = phi_k * mask.to(phi_k.dtype).unsqueeze(
-            -1
-        )  # padded keys contribute nothing
+    if mask is not None:  # padded keys contribute nothing
+        phi_k = phi_k * mask.to(phi_k.dtype).unsqueeze(-1)
     if not causal:
         kv = phi_k.transpose(-1, -2) @ v  # (..., d, dv)
         normaliser = phi_k.sum(-2)  # (..., d)
-        return (phi_q @ kv) / (
-            (phi_q * normaliser.unsqueeze(-2)).sum(-1, keepdim=True) + eps
-        )
+        denominator = (phi_q * normaliser.unsqueeze(-2)).sum(-1, keepdim=True)
+        return (phi_q @ kv) / (denominator + eps)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     state = phi_k.new_zeros(*phi_k.shape[:-2], phi_k.shape[-1], v.shape[-1])
@@ -166,9 +233,8 @@ def _attend(
         qc, kc, vc = (t[..., start : start + chunk_size, :] for t in (phi_q, phi_k, v))
         local = (qc @ kc.transpose(-1, -2)).tril()  # within the chunk: keys j <= i
         numerator = local @ vc + qc @ state
-        denominator = local.sum(-1, keepdim=True) + (qc * total.unsqueeze(-2)).sum(
-            -1, keepdim=True
-        )
+        denominator = local.sum(-1, keepdim=True)
+        denominator = denominator + (qc * total.unsqueeze(-2)).sum(-1, keepdim=True)
         outputs.append(numerator / (denominator + eps))
         state = state + kc.transpose(-1, -2) @ vc
         total = total + kc.sum(-2)
@@ -182,7 +248,8 @@ def _feature(
         return feature_map
     if feature_map not in FEATURE_MAPS:
         raise ValueError(
-            f"feature_map must be one of {tuple(FEATURE_MAPS)} or a callable, got {feature_map!r}"
+            f"feature_map must be one of {tuple(FEATURE_MAPS)} or a callable, "
+            f"got {feature_map!r}"
         )
     return FEATURE_MAPS[feature_map]
 
@@ -199,7 +266,8 @@ def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
         or q.shape[-1] != k.shape[-1]
     ):
         raise ValueError(
-            f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, "
+            f"v {tuple(v.shape)}"
         )
     if not (q.device == k.device == v.device):
         raise ValueError(
@@ -215,5 +283,6 @@ def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             ok = False
         if not ok:
             raise ValueError(
-                f"mask of shape {tuple(mask.shape)} must broadcast to (batch, heads, seq) = {tuple(target)}"
+                f"mask of shape {tuple(mask.shape)} must broadcast to "
+                f"(batch, heads, seq) = {tuple(target)}"
             )

@@ -1,21 +1,26 @@
-"""HiPPO: memory as online projection onto Legendre polynomials, after kexue.fm/archives/10114 and 10137.
+"""HiPPO: memory as online projection onto Legendre polynomials.
 
-The coefficients ``c_n(T)`` of the history ``u`` in an orthonormal basis obey a linear ODE
-``c'(T) = A c(T) + B u(T)`` (LegT, a sliding window) or ``T c'(T) = A c(T) + B u(T)`` (LegS, the whole
-history, rescaled). Basis: ``g_n(s) = sqrt((2n+1)/2) P_n(s)`` on ``[-1, 1]``, the article's convention.
+After kexue.fm/archives/10114 and 10137. The coefficients ``c_n(T)`` of the history
+``u`` in an orthonormal basis obey a linear ODE ``c'(T) = A c(T) + B u(T)`` (LegT, a
+sliding window) or ``T c'(T) = A c(T) + B u(T)`` (LegS, the whole history,
+rescaled). Basis: ``g_n(s) = sqrt((2n+1)/2) P_n(s)`` on ``[-1, 1]``, the article's
+convention.
 
-How this maps to the HiPPO paper and the S4 code (``hippo.py``, ``transition``): S4's ``B`` is this
-module's ``B / sqrt(2)`` (it uses ``sqrt(2n+1)``), because S4's coefficients are those of ``u`` against
-``sqrt(2n+1) P_n`` with the uniform *probability* measure on the interval, i.e. ``c_S4 = c / sqrt(2)``. S4's
-``legt`` matrices are this module's with ``window = 2`` (its ``A`` has the factor 1/2 that ``1/w`` gives at
-``w = 2``). The ``A`` of LegS is the same in both.
+How this maps to the HiPPO paper and the S4 code (``hippo.py``, ``transition``): S4's
+``B`` is this module's ``B / sqrt(2)`` (it uses ``sqrt(2n+1)``), because S4's
+coefficients are those of ``u`` against ``sqrt(2n+1) P_n`` with the uniform
+*probability* measure on the interval, i.e. ``c_S4 = c / sqrt(2)``. S4's ``legt``
+matrices are this module's with ``window = 2`` (its ``A`` has the factor 1/2 that
+``1/w`` gives at ``w = 2``). The ``A`` of LegS is the same in both.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,9 +29,10 @@ METHODS: tuple[str, ...] = ("forward", "backward", "bilinear", "zoh")
 
 
 def legs(N: int) -> tuple[Tensor, Tensor]:
-    """LegS: ``A_nk = -sqrt((2n+1)(2k+1))`` (k < n), ``-(n+1)`` (k = n), 0 (k > n); ``B_n = sqrt(2(2n+1))``.
+    """LegS: ``A_nk = -sqrt((2n+1)(2k+1))`` (k < n), ``-(n+1)`` (k = n), 0 (k > n).
 
-    Returns float64 tensors ``A (N, N)``, ``B (N,)``; the state obeys ``T c'(T) = A c + B u(T)``.
+    ``B_n = sqrt(2(2n+1))``. Returns float64 tensors ``A (N, N)``, ``B (N,)``; the state
+    obeys ``T c'(T) = A c + B u(T)``.
     """
     _check_order(N)
     root = torch.sqrt(2 * torch.arange(N, dtype=torch.float64) + 1)
@@ -37,8 +43,10 @@ def legs(N: int) -> tuple[Tensor, Tensor]:
 
 
 def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
-    """LegT on a window ``w``: ``A_nk = -(1/w) sqrt((2n+1)(2k+1)) * (1 if k < n else (-1)^(n-k))``,
-    ``B_n = sqrt(2(2n+1)) / w``. The state obeys ``c'(T) = A c + B u(T)``; float64 tensors."""
+    """LegT on a window ``w``: ``B_n = sqrt(2(2n+1)) / w`` and
+    ``A_nk = -(1/w) sqrt((2n+1)(2k+1)) * (1 if k < n else (-1)^(n-k))``.
+
+    The state obeys ``c'(T) = A c + B u(T)``; float64 tensors."""
     _check_order(N)
     if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
         raise ValueError(f"window must be a positive finite number, got {window!r}")
@@ -52,7 +60,9 @@ def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
 
 
 def lagt(N: int) -> tuple[Tensor, Tensor]:
-    """LagT (Laguerre, exponentially decaying measure), as in S4: ``A = -I/2 - tril(1, -1)``, ``B = 1``."""
+    """LagT (Laguerre, exponentially decaying measure), as in S4.
+
+    ``A = -I/2 - tril(1, -1)``, ``B = 1``."""
     _check_order(N)
     A = -0.5 * torch.eye(N, dtype=torch.float64) - torch.tril(
         torch.ones(N, N, dtype=torch.float64), diagonal=-1
@@ -79,14 +89,15 @@ def discretize(
     """Discretise ``x' = A x + B u`` with step ``step``: returns ``(A_bar, B_bar)`` with
     ``x_(k+1) = A_bar x_k + B_bar u_k``.
 
-    Methods: ``"forward"`` (Euler, ``I + eps A``), ``"backward"`` (``(I - eps A)^-1``), ``"bilinear"``
-    (``(I - eps A/2)^-1 (I + eps A/2)``) and ``"zoh"`` (exact for piecewise-constant ``u``: ``e^(eps A)`` and
-    ``int_0^eps e^(s A) ds B``, computed as one matrix exponential of ``[[A, B], [0, 0]]``, so a singular
-    ``A`` is fine). Inverses are never formed: linear solves instead.
+    Methods: ``"forward"`` (Euler, ``I + eps A``), ``"backward"`` (``(I - eps A)^-1``),
+    ``"bilinear"`` (``(I - eps A/2)^-1 (I + eps A/2)``) and ``"zoh"`` (exact for
+    piecewise-constant ``u``: ``e^(eps A)`` and ``int_0^eps e^(s A) ds B``, computed as
+    one matrix exponential of ``[[A, B], [0, 0]]``, so a singular ``A`` is fine).
+    Inverses are never formed: linear solves instead.
 
     Args:
-        A: ``(N, N)``; B: ``(N,)`` or ``(N, M)``; step: a positive number or a tensor of steps of any shape
-            (the results get that shape in front).
+        A: ``(N, N)``; B: ``(N,)`` or ``(N, M)``; step: a positive number or a tensor of
+            steps of any shape (the results get that shape in front).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -97,7 +108,8 @@ def discretize(
         or B.dim() > 2
     ):
         raise ValueError(
-            f"need A (N, N) and B (N,) or (N, M), got {tuple(A.shape)} and {tuple(B.shape)}"
+            "need A (N, N) and B (N,) or (N, M), got "
+            f"{tuple(A.shape)} and {tuple(B.shape)}"
         )
     vector_b = B.dim() == 1
     Bm = B[:, None] if vector_b else B
@@ -131,11 +143,12 @@ def discretize(
 
 
 def legs_memory(u: Tensor, N: int) -> Tensor:
-    """Run LegS online over ``u`` of shape ``(batch, length)``: coefficients ``(batch, length, N)``.
+    """Run LegS online over ``u`` of shape ``(batch, length)``: ``(batch, length, N)``.
 
-    Sample ``k = 1, 2, ...`` is at time ``k``; the scale-invariant recurrence needs no step size:
-    ``c_k = (I - A/(2k))^-1 [(I + A/(2k)) c_(k-1) + (B/k) u_k]`` (bilinear with step 1 on ``A/t``, ``B/t``),
-    so ``c_k`` approximates the projection of the samples seen so far onto the Legendre basis on ``[0, k]``.
+    Sample ``k = 1, 2, ...`` is at time ``k``; the scale-invariant recurrence needs no
+    step size: ``c_k = (I - A/(2k))^-1 [(I + A/(2k)) c_(k-1) + (B/k) u_k]`` (bilinear
+    with step 1 on ``A/t``, ``B/t``), so ``c_k`` approximates the projection of the
+    samples seen so far onto the Legendre basis on ``[0, k]``.
     """
     if u.dim() != 2:
         raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
@@ -146,12 +159,9 @@ def legs_memory(u: Tensor, N: int) -> Tensor:
     steps = torch.arange(1, u.shape[1] + 1, dtype=A.dtype, device=u.device)
     eye = torch.eye(N, dtype=A.dtype, device=u.device)
     left = eye - A / (2 * steps[:, None, None])
-    transition = torch.linalg.solve(
-        left, eye + A / (2 * steps[:, None, None])
-    )  # (length, N, N)
-    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[
-        ..., 0
-    ]  # (length, N)
+    # (length, N, N) and (length, N)
+    transition = torch.linalg.solve(left, eye + A / (2 * steps[:, None, None]))
+    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
     state = torch.zeros(u.shape[0], N, dtype=A.dtype, device=u.device)
     out = []
     for k in range(u.shape[1]):
@@ -161,8 +171,10 @@ def legs_memory(u: Tensor, N: int) -> Tensor:
 
 
 def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:
-    """Run LegT online over ``u`` of shape ``(batch, length)`` sampled every ``dt``: ``(batch, length, N)``,
-    using the bilinear discretisation of :func:`legt`."""
+    """Run LegT online over ``u`` of shape ``(batch, length)`` sampled every ``dt``.
+
+    Returns ``(batch, length, N)``, with the bilinear discretisation of :func:`legt`.
+    """
     if u.dim() != 2:
         raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
     A, B = legt(N, window=window)
@@ -181,10 +193,11 @@ def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:
 
 
 def reconstruct(coeffs: Tensor, points: Tensor) -> Tensor:
-    """``sum_n c_n g_n(s)`` at ``points`` ``s`` in ``[-1, 1]``, with ``g_n = sqrt((2n+1)/2) P_n``.
+    """``sum_n c_n g_n(s)`` at ``points`` ``s`` in ``[-1, 1]``.
 
-    ``coeffs`` has shape ``(..., N)`` and ``points`` shape ``(P,)``; returns ``(..., P)``. Legendre
-    polynomials by the three-term recurrence (stable on ``[-1, 1]``).
+    Here ``g_n = sqrt((2n+1)/2) P_n``; ``coeffs`` has shape ``(..., N)`` and ``points``
+    shape ``(P,)``; returns ``(..., P)``. Legendre polynomials by the three-term
+    recurrence (stable on ``[-1, 1]``).
     """
     N = coeffs.shape[-1]
     s = points.to(coeffs.dtype)
@@ -196,6 +209,34 @@ def reconstruct(coeffs: Tensor, points: Tensor) -> Tensor:
         (2 * torch.arange(N, dtype=coeffs.dtype, device=coeffs.device) + 1) / 2
     )
     return (coeffs * scale) @ P
+
+
+def legendre_projection(
+    u: Callable[[Tensor], Tensor],
+    start: float,
+    width: float,
+    N: int,
+    *,
+    nodes: int = 200,
+) -> Tensor:
+    """``c_n = int_{-1}^{1} u(start + (s + 1) width / 2) g_n(s) ds`` for ``n < N``.
+
+    The coefficients of ``u`` on ``[start, start + width]`` in the basis ``g_n``, by
+    Gauss-Legendre quadrature with ``nodes`` points in float64 (exact for polynomial
+    ``u`` of degree below ``2 nodes - N``). ``u`` maps a float64 tensor of times to
+    values of the same shape. Returns ``(N,)``.
+    """
+    _check_order(N)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes must be a positive int, got {nodes!r}")
+    if not (math.isfinite(start) and math.isfinite(width) and width > 0):
+        raise ValueError(f"need a finite start and width > 0, got {start!r}, {width!r}")
+    s, weights = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(nodes))
+    values = u(start + (s + 1) * width / 2)
+    if not isinstance(values, Tensor) or values.shape != s.shape:
+        raise TypeError("u must map a tensor of times to a tensor of the same shape")
+    basis = torch.eye(N, dtype=torch.float64)
+    return reconstruct(basis, s) @ (weights * values.to(torch.float64))
 
 
 def _check_order(N: int) -> None:

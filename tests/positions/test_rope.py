@@ -10,10 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexue.positions.rope import (
+    IGNORE_INDEX,
     LAYOUTS,
+    OneLayerAttention,
     RotaryEmbedding,
     apply_rope,
     decay_bound,
+    lag_copy_batch,
     rope_cos_sin,
     rope_linear_attention,
 )
@@ -333,3 +336,93 @@ def test_linear_attention_keeps_the_relative_property() -> None:
 def test_linear_attention_checks_shapes() -> None:
     with pytest.raises(ValueError, match="same shape"):
         rope_linear_attention(torch.randn(4, 8), torch.randn(5, 8), torch.randn(4, 8))
+
+
+def test_lag_copy_batch_targets_are_the_tokens_lag_places_back() -> None:
+    tokens, targets = lag_copy_batch(
+        torch.Generator().manual_seed(0), 4, 10, vocab=5, lag=3
+    )
+    assert tokens.shape == targets.shape == (4, 10)
+    assert tokens.dtype == targets.dtype == torch.int64
+    assert 0 <= int(tokens.min()) and int(tokens.max()) < 5
+    assert (targets[:, :3] == IGNORE_INDEX).all()
+    torch.testing.assert_close(targets[:, 3:], tokens[:, :-3])
+
+
+def test_lag_copy_batch_is_reproducible_from_its_generator() -> None:
+    first = lag_copy_batch(torch.Generator().manual_seed(7), 2, 6, vocab=9, lag=1)
+    again = lag_copy_batch(torch.Generator().manual_seed(7), 2, 6, vocab=9, lag=1)
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 0}, "size must be a positive int"),
+        ({"length": 2.5}, "length must be a positive int"),
+        ({"vocab": True}, "vocab must be a positive int"),
+        ({"lag": 0}, r"lag must be an int in \[1, length"),
+        ({"lag": 8}, r"lag must be an int in \[1, length"),
+    ],
+)
+def test_lag_copy_batch_rejects_bad_sizes(kwargs: dict, message: str) -> None:
+    arguments = {"size": 2, "length": 8, "vocab": 4, "lag": 3} | kwargs
+    size, length = arguments.pop("size"), arguments.pop("length")
+    with pytest.raises(ValueError, match=message):
+        lag_copy_batch(torch.Generator(), size, length, **arguments)
+
+
+def test_lag_copy_batch_needs_a_generator() -> None:
+    with pytest.raises(TypeError, match=r"torch\.Generator"):
+        lag_copy_batch(0, 2, 8, vocab=4, lag=3)
+
+
+@pytest.mark.parametrize("encoding", ["none", "sinusoidal", "rope"])
+def test_one_layer_attention_is_causal_and_shaped(encoding: str) -> None:
+    torch.manual_seed(0)
+    model = OneLayerAttention(7, 8, encoding).double()
+    tokens = torch.randint(0, 7, (3, 12))
+    logits = model(tokens)
+    assert logits.shape == (3, 12, 7) and logits.dtype == torch.float64
+    changed = tokens.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % 7  # the future must not matter
+    torch.testing.assert_close(model(changed)[:, :8], logits[:, :8])
+
+
+def test_one_layer_attention_matches_a_float64_reference() -> None:
+    """Written out: embed, q k v, rotate q and k, causal softmax(q k^T / sqrt(d)) v, read-out."""
+    torch.manual_seed(1)
+    model = OneLayerAttention(5, 6, "rope").double()
+    tokens = torch.randint(0, 5, (2, 9))
+    x = model.embed(tokens)
+    q, k, v = (x @ model.qkv.weight.T).chunk(3, dim=-1)
+    q, k = apply_rope(q), apply_rope(k)
+    scores = q @ k.mT / math.sqrt(6)
+    scores = scores.masked_fill(torch.ones(9, 9).triu(1).bool(), float("-inf"))
+    expected = model.read_out(torch.softmax(scores, -1) @ v)
+    torch.testing.assert_close(model(tokens), expected)
+
+
+def test_without_positions_attention_cannot_tell_a_shift() -> None:
+    """With encoding "none", the last output sees a set of tokens: reordering the earlier
+    tokens changes nothing, while RoPE does see the order."""
+    torch.manual_seed(2)
+    tokens = torch.tensor([[1, 2, 3, 4, 0]])
+    reordered = torch.tensor([[4, 3, 2, 1, 0]])
+    plain = OneLayerAttention(5, 8, "none").double()
+    torch.testing.assert_close(plain(tokens)[:, -1], plain(reordered)[:, -1])
+    rotary = OneLayerAttention(5, 8, "rope").double()
+    assert not torch.allclose(rotary(tokens)[:, -1], rotary(reordered)[:, -1])
+
+
+def test_one_layer_attention_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        OneLayerAttention(5, 8, "alibi")
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        OneLayerAttention(5, 0)
+    model = OneLayerAttention(5, 8)
+    with pytest.raises(TypeError, match="integer tensor"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"shape \(batch, seq\)"):
+        model(torch.zeros(3, dtype=torch.long))

@@ -12,10 +12,31 @@ from kexue.book import CLAIMS_MIME, VERDICTS, Claim, ClaimsTable
 
 def table_of_four() -> ClaimsTable:
     claims = ClaimsTable()
-    claims.add(Claim("$|x|$ is convex", "textbook", "checked on 100 points", passed=True))
-    claims.add(Claim("holds at small n", "paper §2", "n <= 8 only", passed=True, partly=True, why="n > 8 fails"))
-    claims.add(Claim("residual lowers loss", "paper §4", "+0.14 error", passed=False, why="error rose"))
-    claims.add(Claim("big model wins", "paper §5", "not run", passed=None, why="needs a GPU"))
+    claims.add(
+        Claim("$|x|$ is convex", "textbook", "checked on 100 points", passed=True)
+    )
+    claims.add(
+        Claim(
+            "holds at small n",
+            "paper §2",
+            "n <= 8 only",
+            passed=True,
+            partly=True,
+            why="n > 8 fails",
+        )
+    )
+    claims.add(
+        Claim(
+            "residual lowers loss",
+            "paper §4",
+            "+0.14 error",
+            passed=False,
+            why="error rose",
+        )
+    )
+    claims.add(
+        Claim("big model wins", "paper §5", "not run", passed=None, why="needs a GPU")
+    )
     return claims
 
 
@@ -52,7 +73,9 @@ def test_passed_must_be_a_boolean(passed) -> None:
         Claim("c", "s", "m", passed=passed, why="w")
 
 
-@pytest.mark.parametrize(("passed", "partly"), [(False, False), (None, False), (True, True)])
+@pytest.mark.parametrize(
+    ("passed", "partly"), [(False, False), (None, False), (True, True)]
+)
 def test_every_verdict_but_reproduced_needs_a_reason(passed, partly: bool) -> None:
     with pytest.raises(ValueError, match="needs a reason"):
         Claim("c", "s", "m", passed=passed, partly=partly)
@@ -80,18 +103,32 @@ def test_table_rows_escape_pipes_and_end_with_a_tally() -> None:
     assert lines[3].endswith("| **partly**: n > 8 fails |")
     assert lines[4].endswith("| **contradicted**: error rose |")
     assert lines[5].endswith("| **not tested**: needs a GPU |")
-    assert lines[-1] == "4 claims: 1 reproduced, 1 partly, 1 contradicted, 1 not tested."
+    assert (
+        lines[-1] == "4 claims: 1 reproduced, 1 partly, 1 contradicted, 1 not tested."
+    )
 
 
 def test_the_equation_a_claim_rests_on_is_referenced() -> None:
-    claims = ClaimsTable([Claim("rotation is relative", "article §2", "exact", passed=True, rests_on="rope-relative")])
+    claims = ClaimsTable(
+        [
+            Claim(
+                "rotation is relative",
+                "article §2",
+                "exact",
+                passed=True,
+                rests_on="rope-relative",
+            )
+        ]
+    )
     assert "(article §2, {eq}`rope-relative`)" in claims._repr_markdown_()
 
 
 def test_the_display_carries_the_rows_as_json() -> None:
     bundle = table_of_four()._repr_mimebundle_()
     assert set(bundle) == {"text/markdown", "text/plain", CLAIMS_MIME}
-    rows = json.loads(json.dumps(bundle[CLAIMS_MIME]))["claims"]  # survives JSON, as in a notebook
+    rows = json.loads(json.dumps(bundle[CLAIMS_MIME]))[
+        "claims"
+    ]  # survives JSON, as in a notebook
     assert [r["verdict"] for r in rows] == list(VERDICTS)
     assert rows[2] == {
         "claim": "residual lowers loss",

@@ -73,14 +73,14 @@ def test_zero_steps_evaluates_the_untrained_model() -> None:
 
 def test_final_without_evaluations_raises() -> None:
     with pytest.raises(ValueError, match="no evaluation"):
-        TrainLog().final
+        _ = TrainLog().final
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"steps": -1}, ValueError, "steps"),
-        ({"steps": 2.0}, ValueError, "steps"),
+        ({"steps": 2.0}, ValueError, r"steps"),
         ({"steps": 2, "every": 0}, ValueError, "every"),
         ({"steps": 2, "lr": 0.0}, ValueError, "lr"),
         ({"steps": 2, "loss": lambda m: m(torch.ones(3, 1))}, ValueError, "scalar"),
@@ -94,5 +94,5 @@ def test_bad_arguments_are_named(kwargs: dict, error: type, match: str) -> None:
 
 
 def test_model_must_be_a_module() -> None:
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         train(lambda x: x, lambda m: torch.zeros(()), 1)  # type: ignore[arg-type]

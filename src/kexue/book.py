@@ -1,8 +1,9 @@
 """Presentation helpers shared by the chapters: the claims table and the figure style.
 
-Nothing here computes a result; it only shows one. A chapter collects a :class:`Claim` in the cell
-that measured it (``claims.add(Claim(...))``) and shows the :class:`ClaimsTable` once, at the end.
-The verdict of a claim is never written by hand: it follows from the boolean the chapter computed.
+Nothing here computes a result; it only shows one. A chapter collects a :class:`Claim`
+in the cell that measured it (``claims.add(Claim(...))``) and shows the
+:class:`ClaimsTable` once, at the end. The verdict of a claim is never written by hand:
+it follows from the boolean the chapter computed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 Verdict = Literal["reproduced", "partly", "contradicted", "not tested"]
 #: The four verdicts, in the order tables and the ledger list them.
 VERDICTS: tuple[str, ...] = ("reproduced", "partly", "contradicted", "not tested")
-#: The MIME type under which a claims table carries its rows as JSON, beside the markdown; the
-#: book's extension collects these from every executed chapter into the claims ledger.
+#: The MIME type under which a claims table carries its rows as JSON, beside the
+#: markdown; the book's extension collects them from every chapter into the ledger.
 CLAIMS_MIME = "application/vnd.kexue.claims+json"
 
 
@@ -46,16 +47,20 @@ class Claim:
     """One row of a chapter's "Claims checked" table.
 
     Attributes:
-        claim: what the source says, in a sentence (MyST markdown; ``$...$`` math is allowed).
+        claim: what the source says, in a sentence (MyST markdown; ``$...$`` math
+            is allowed).
         source: where it says it, e.g. ``{cite}`su2021rope` §2``.
         measured: what this book measured, with numbers.
         passed: the boolean the chapter computed from its measurement (``True`` if the
-            measurement agrees with the claim, ``False`` if it disagrees), or ``None`` when the
-            claim cannot be tested here.
-        partly: with ``passed=True``, the claim holds only in part (``why`` says which part).
-        why: required for every verdict but "reproduced": the restriction, the disagreement, or
-            why the claim cannot be tested (data, scale, nothing measurable in the source).
-        rests_on: for a claim the derivation proves, the label of the equation it rests on.
+            measurement agrees with the claim, ``False`` if it disagrees), or ``None``
+            when the claim cannot be tested here.
+        partly: with ``passed=True``, the claim holds only in part (``why`` says
+            which part).
+        why: required for every verdict but "reproduced": the restriction, the
+            disagreement, or why the claim cannot be tested (data, scale, nothing
+            measurable in the source).
+        rests_on: for a claim the derivation proves, the label of the equation it
+            rests on.
     """
 
     claim: str
@@ -100,9 +105,10 @@ class ClaimsTable:
     >>> claims.counts()["reproduced"]
     1
 
-    In a notebook the table shows as markdown (three columns: the claim with its source, the
-    measurement, the verdict with its reason) followed by a one-line tally; the same display
-    carries the rows as JSON under :data:`CLAIMS_MIME` for the book's claims ledger.
+    In a notebook the table shows as markdown (three columns: the claim with its source,
+    the measurement, the verdict with its reason) followed by a one-line tally; the same
+    display carries the rows as JSON under :data:`CLAIMS_MIME` for the book's claims
+    ledger.
     """
 
     def __init__(self, claims: Iterable[Claim] = ()) -> None:
@@ -155,9 +161,10 @@ class ClaimsTable:
 def use_book_style() -> None:
     """Set matplotlib defaults for the book's figures (legible at the column width).
 
-    Figures render as PNG at 200 dpi and 6.4 x 3.6 inches, the width of the book's text column, so
-    a figure is shown close to its natural size and its 9-point labels stay legible; no figure has
-    more than two panels side by side. Needs matplotlib (``pip install kexue[plot]``).
+    Figures render as PNG at 200 dpi and 6.4 x 3.6 inches, the width of the book's text
+    column, so a figure is shown close to its natural size and its 9-point labels stay
+    legible; no figure has more than two panels side by side. Needs matplotlib
+    (``pip install kexue[plot]``).
     """
     import matplotlib as mpl
 

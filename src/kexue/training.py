@@ -1,8 +1,9 @@
-"""One training loop for the small models the chapters train: Adam, a loss per step, evaluations.
+"""One training loop for the small models the chapters train.
 
-Every experiment in the book that trains a model does the same thing: draw a batch, compute a
-loss, take an Adam step, and now and then evaluate on fixed test data. :func:`train` is that loop,
-written once, so chapters only say what the batch, the loss and the evaluation are.
+Every experiment in the book that trains a model does the same thing: draw a batch,
+compute a loss, take an Adam step, and now and then evaluate on fixed test data.
+:func:`train` is that loop, written once, so chapters only say what the batch, the loss
+and the evaluation are.
 """
 
 from __future__ import annotations
@@ -47,16 +48,17 @@ def train(
 
     Args:
         model: the module to train, in place.
-        loss: called once per step; draws its own batch and returns a scalar loss tensor.
+        loss: called once per step; draws its own batch and returns a scalar
+            loss tensor.
         steps: the number of Adam steps (>= 0).
         lr: Adam's learning rate.
-        evaluate: called with the model in eval mode under ``torch.no_grad()``, after every
-            ``every`` steps and after the last step; returns a float.
+        evaluate: called with the model in eval mode under ``torch.no_grad()``, after
+            every ``every`` steps and after the last step; returns a float.
         every: evaluation period in steps (default: only after the last step).
 
     Returns:
-        A :class:`TrainLog` of the per-step losses and the evaluations. The model is left in
-        training mode.
+        A :class:`TrainLog` of the per-step losses and the evaluations. The model is
+        left in training mode.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

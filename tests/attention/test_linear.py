@@ -149,22 +149,42 @@ def test_bad_input() -> None:
         favor_features(x, torch.randn(10, 7), is_query=True)
 
 
-def test_performer_relative_error_falls_with_features_and_matches_a_direct_loop() -> None:
-    q, k, v = 0.5 * torch.randn(3, 1, 1, 32, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    few = performer_relative_error(q, k, v, 8, orthogonal=True, draws=5, generator=torch.Generator().manual_seed(0))
-    many = performer_relative_error(q, k, v, 512, orthogonal=True, draws=5, generator=torch.Generator().manual_seed(0))
+def test_performer_relative_error_falls_with_features_and_matches_a_direct_loop() -> (
+    None
+):
+    q, k, v = 0.5 * torch.randn(
+        3, 1, 1, 32, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
+    few = performer_relative_error(
+        q, k, v, 8, orthogonal=True, draws=5, generator=torch.Generator().manual_seed(0)
+    )
+    many = performer_relative_error(
+        q,
+        k,
+        v,
+        512,
+        orthogonal=True,
+        draws=5,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert many < few / 2
     generator = torch.Generator().manual_seed(4)
-    got = performer_relative_error(q, k, v, 16, orthogonal=False, draws=3, generator=generator)
+    got = performer_relative_error(
+        q, k, v, 16, orthogonal=False, draws=3, generator=generator
+    )
     generator = torch.Generator().manual_seed(4)
     exact = F.scaled_dot_product_attention(q, k, v)
     expected = 0.0
     for _ in range(3):
         w = torch.randn(16, 8, dtype=torch.float64, generator=generator)
-        expected += ((performer_attention(q, k, v, w) - exact).norm() / exact.norm()).item() / 3
+        expected += (
+            (performer_attention(q, k, v, w) - exact).norm() / exact.norm()
+        ).item() / 3
     assert got == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="draws must be a positive int"):
-        performer_relative_error(q, k, v, 16, orthogonal=False, draws=0, generator=generator)
+        performer_relative_error(
+            q, k, v, 16, orthogonal=False, draws=0, generator=generator
+        )
 
 
 @pytest.mark.parametrize("kind", ["softmax", "elu", "exp"])

@@ -126,10 +126,13 @@ def test_strip_docstrings_keeps_the_code_and_drops_every_docstring() -> None:
         y = x + 1  # "not a docstring"
         return y
 '''
-    assert kexue_book.strip_docstrings(source) == '''    def method(self, x):
+    assert (
+        kexue_book.strip_docstrings(source)
+        == """    def method(self, x):
         y = x + 1  # "not a docstring"
         return y
-'''
+"""
+    )
 
 
 def test_strip_docstrings_in_a_class_and_its_methods() -> None:
@@ -141,7 +144,10 @@ def test_strip_docstrings_in_a_class_and_its_methods() -> None:
     def f(self):
         """Only a docstring."""
 '''
-    assert kexue_book.strip_docstrings(source) == "class A:\n    x: int = 1\n\n    def f(self):\n        ...\n"
+    assert (
+        kexue_book.strip_docstrings(source)
+        == "class A:\n    x: int = 1\n\n    def f(self):\n        ...\n"
+    )
 
 
 def test_strip_docstrings_leaves_code_without_docstrings_alone() -> None:
@@ -153,7 +159,14 @@ def test_strip_docstrings_leaves_code_without_docstrings_alone() -> None:
 
 
 def claim(verdict: str, text: str = "c", **extra: object) -> dict:
-    return {"claim": text, "source": "s", "measured": "m", "verdict": verdict, "why": "w", **extra}
+    return {
+        "claim": text,
+        "source": "s",
+        "measured": "m",
+        "verdict": verdict,
+        "why": "w",
+        **extra,
+    }
 
 
 def test_claims_are_read_from_the_json_bundle_of_a_notebook() -> None:
@@ -163,7 +176,14 @@ def test_claims_are_read_from_the_json_bundle_of_a_notebook() -> None:
             {"cell_type": "code", "outputs": [{"output_type": "stream", "text": "x"}]},
             {
                 "cell_type": "code",
-                "outputs": [{"data": {"text/markdown": "| Claim |", kexue_book.CLAIMS_MIME: {"claims": [claim("partly")]}}}],
+                "outputs": [
+                    {
+                        "data": {
+                            "text/markdown": "| Claim |",
+                            kexue_book.CLAIMS_MIME: {"claims": [claim("partly")]},
+                        }
+                    }
+                ],
             },
         ]
     }
@@ -173,20 +193,38 @@ def test_claims_are_read_from_the_json_bundle_of_a_notebook() -> None:
 
 def test_the_ledger_totals_and_groups_by_verdict() -> None:
     chapters = {
-        "chapters/b": {"title": "B", "claims": [claim("reproduced", "b1"), claim("contradicted", "b2")]},
-        "chapters/a": {"title": "A", "claims": [claim("reproduced", "a1", rests_on="a-eq")]},
+        "chapters/b": {
+            "title": "B",
+            "claims": [claim("reproduced", "b1"), claim("contradicted", "b2")],
+        },
+        "chapters/a": {
+            "title": "A",
+            "claims": [claim("reproduced", "a1", rests_on="a-eq")],
+        },
     }
     text = kexue_book.ledger_markdown(chapters, ["chapters/a", "chapters/b"])
     lines = text.splitlines()
-    assert lines[0] == "3 claims from 2 chapters: 2 reproduced, 0 partly, 1 contradicted, 0 not tested."
+    assert (
+        lines[0]
+        == "3 claims from 2 chapters: 2 reproduced, 0 partly, 1 contradicted, 0 not tested."
+    )
     assert "| {doc}`/chapters/a` | 1 | 0 | 0 | 0 | 1 |" in lines
     assert "| {doc}`/chapters/b` | 1 | 0 | 1 | 0 | 2 |" in lines
     assert lines.index("| {doc}`/chapters/a` | 1 | 0 | 0 | 0 | 1 |") < lines.index(
         "| {doc}`/chapters/b` | 1 | 0 | 1 | 0 | 2 |"
     )  # book order, not alphabetical
-    assert "## Reproduced (2)" in lines and "## Contradicted (1)" in lines and "## Partly (0)" in lines
-    assert any("{doc}`A </chapters/a>`, claim 1: a1 (s, {eq}`a-eq`)" in line for line in lines)
-    assert any("{doc}`B </chapters/b>`, claim 2: b2" in line and "**contradicted**: w" in line for line in lines)
+    assert (
+        "## Reproduced (2)" in lines
+        and "## Contradicted (1)" in lines
+        and "## Partly (0)" in lines
+    )
+    assert any(
+        "{doc}`A </chapters/a>`, claim 1: a1 (s, {eq}`a-eq`)" in line for line in lines
+    )
+    assert any(
+        "{doc}`B </chapters/b>`, claim 2: b2" in line and "**contradicted**: w" in line
+        for line in lines
+    )
 
 
 # --- parts numbered from their order ----------------------------------------------------------------
@@ -203,7 +241,9 @@ def test_parts_made_of_chapters_are_numbered_in_order() -> None:
     assert "Part II · Attention" in captions
     assert "Appendix" in captions and "Back matter" in captions
     numbered = [c for c in captions if c.startswith("Part ")]
-    assert [c.split(" · ")[0] for c in numbered] == [f"Part {r}" for r in kexue_book.ROMAN[: len(numbered)]]
+    assert [c.split(" · ")[0] for c in numbered] == [
+        f"Part {r}" for r in kexue_book.ROMAN[: len(numbered)]
+    ]
 
 
 # --- figures get their caption as alt text ----------------------------------------------------------
@@ -213,8 +253,14 @@ def test_a_figure_without_alt_text_gets_its_caption() -> None:
     from docutils import nodes
 
     doctree = nodes.section()
-    named = nodes.figure("", nodes.image(uri="a.png", alt="a.png"), nodes.caption(text="Loss  falls\nto zero."))
-    kept = nodes.figure("", nodes.image(uri="b.png", alt="A real description"), nodes.caption(text="B"))
+    named = nodes.figure(
+        "",
+        nodes.image(uri="a.png", alt="a.png"),
+        nodes.caption(text="Loss  falls\nto zero."),
+    )
+    kept = nodes.figure(
+        "", nodes.image(uri="b.png", alt="A real description"), nodes.caption(text="B")
+    )
     doctree += [named, kept]
     kexue_book.alt_text_from_captions(None, doctree)
     assert named.children[0]["alt"] == "Loss falls to zero."

@@ -183,9 +183,11 @@ def test_legendre_projection_against_scipy_quad() -> None:
     got = legendre_projection(u, 2.0, 1.0, 8)
     expected = [
         quad(
-            lambda x, n=n: (math.sin(3 * (2.0 + (x + 1) / 2)) + (2.0 + (x + 1) / 2) / 2)
-            * math.sqrt((2 * n + 1) / 2)
-            * eval_legendre(n, x),
+            lambda x, n=n: (
+                (math.sin(3 * (2.0 + (x + 1) / 2)) + (2.0 + (x + 1) / 2) / 2)
+                * math.sqrt((2 * n + 1) / 2)
+                * eval_legendre(n, x)
+            ),
             -1,
             1,
             limit=200,
@@ -194,12 +196,16 @@ def test_legendre_projection_against_scipy_quad() -> None:
         )[0]
         for n in range(8)
     ]
-    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        got, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12
+    )
 
 
 def test_legendre_projection_is_exact_for_polynomials_and_inverts_reconstruct() -> None:
     coeffs = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64)
-    got = legendre_projection(lambda t: reconstruct(coeffs, 2 * t - 1), 0.0, 1.0, 6, nodes=5)
+    got = legendre_projection(
+        lambda t: reconstruct(coeffs, 2 * t - 1), 0.0, 1.0, 6, nodes=5
+    )
     expected = torch.cat([coeffs, torch.zeros(2, dtype=torch.float64)])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
 

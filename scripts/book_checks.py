@@ -37,7 +37,7 @@ WORKSHOP_WORDS = re.compile(r"\b(briefs?|brief's|tickets?|issues?|the seed)\b", 
 LABELLED_EQUATION = re.compile(r"\$\$\s*\([\w:-]+\)\s*$", re.M)
 #: A verdict written by hand rather than derived from ``Claim(..., passed=...)``.
 WRITTEN_VERDICT = re.compile(
-    r"\bverdict\s*=|\bverdict\(|import[^\n]*\bverdict\b|\"not reproduced"
+    r"\bverdict\s*=|\bverdict\(|import[^\n]*\bverdict\b|\"not reproduced|\bpassed\s*=\s*(True|False)\b"
 )
 #: Parts whose pages are not chapters with the full anatomy (reference material, plots of results).
 EXEMPT_PARTS = ("appendix",)

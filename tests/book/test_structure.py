@@ -312,6 +312,7 @@ def test_the_anatomy_check_accepts_a_complete_chapter(tmp_path: Path) -> None:
         (("```{solution} a-ex-1", "```{note} a-ex-1"), "2 exercises but 1 solutions"),
         (("assert 2 + 2 == 4", "2 + 2"), "no computational solution"),
         (("passed=error < 0.1", 'verdict="reproduced"'), "a verdict written by hand"),
+        (("passed=error < 0.1", "passed=True"), "a verdict written by hand"),
         (
             ("Squares grow.", "As the brief says, squares grow."),
             "words of how the book was made",

@@ -414,7 +414,8 @@ def ledger_markdown(chapters: dict[str, dict], order: list[str]) -> str:
             source = c["source"] + (
                 f", {{eq}}`{c['rests_on']}`" if c.get("rests_on") else ""
             )
-            claim = f"{{doc}}`{chapters[d]['title']} <{'/' + d}>`, claim {i}: {c['claim']} ({source})"
+            short = re.split(r"[:,]", chapters[d]["title"])[0].strip()
+            claim = f"{{doc}}`{short} <{'/' + d}>`, claim {i}: {c['claim']} ({source})"
             shown = f"**{c['verdict']}**" + (f": {c['why']}" if c.get("why") else "")
             lines.append(f"| {cell(claim)} | {cell(c['measured'])} | {cell(shown)} |")
         lines.append("")

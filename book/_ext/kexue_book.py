@@ -43,6 +43,11 @@ from sphinx.directives.code import LiteralInclude
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from kexue.book import (  # one definition for the chapters and the ledger
+    CLAIMS_MIME,
+    VERDICTS,
+)
+
 logger = logging.getLogger(__name__)
 
 # What MathJax's tex-mml-chtml component loads: itself, its fonts, and TeX extensions loaded on demand.
@@ -290,9 +295,7 @@ class KexueLiteralInclude(LiteralInclude):
 
 # --- claims: collected from every chapter, listed on the ledger page -----------------------------
 
-CLAIMS_MIME = "application/vnd.kexue.claims+json"  # kexue.book.CLAIMS_MIME
 CLAIMS_HEADER = "Claim Measured here Verdict"
-VERDICTS = ("reproduced", "partly", "contradicted", "not tested")  # kexue.book.VERDICTS
 LEDGER_DOC_OPTION = "claims-ledger"
 
 

@@ -76,7 +76,7 @@ book: $(STAMP)
 
 html-check: $(STAMP)
 	bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest tests/html --html-dir $(HTML)
+	$(BIN)/python -m pytest tests/html --html-dir $(HTML) -n 2
 
 # The peers timed by `make bench` (benchmark-only, never dependencies of kexue): --no-deps, because
 # requirements-bench.txt lists their dependencies itself and must not move a pin of requirements.txt.

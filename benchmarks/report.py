@@ -170,6 +170,36 @@ def md_table(header: list[str], body: list[list[Any]]) -> str:
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, body)])
 
 
+def split_by(table: Table, columns: list[str]) -> list[tuple[str, Table]]:
+    """One smaller table per distinct value of ``columns``, titled by those values.
+
+    A wide table whose first columns repeat (the machine, the input shape) reads better as a
+    few narrow tables, each under a line that names what its rows share.
+    """
+    header, body = table
+    keys = [header.index(c) for c in columns]
+    kept = [i for i in range(len(header)) if i not in keys]
+    groups: dict[str, list[list[str]]] = {}
+    for row in body:
+        title = ", ".join(str(row[i]) for i in keys)
+        groups.setdefault(title, []).append([row[i] for i in kept])
+    return [
+        (title, ([header[i] for i in kept], rows)) for title, rows in groups.items()
+    ]
+
+
+def drop_uniform(table: Table, columns: list[str], value: str) -> Table:
+    """``table`` without those of ``columns`` whose every cell is ``value`` (say, "–")."""
+    header, body = table
+    gone = {
+        header.index(c)
+        for c in columns
+        if c in header and all(row[header.index(c)] == value for row in body)
+    }
+    keep = [i for i in range(len(header)) if i not in gone]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in body]
+
+
 def _measured_when(run: Run) -> str:
     merged = run["settings"].get(
         "runs"
@@ -616,6 +646,17 @@ def targets_table(judged: list[Target]) -> Table:
     return ["Target (claim)", "Machine", "Measured", "Verdict"], body
 
 
+def targets_list(judged: list[Target]) -> str:
+    """The judged targets as a markdown list: each target, its verdict first, then the
+    machine, what was measured and the reason (a list wraps where a wide table would scroll)."""
+    items = []
+    for t in judged:
+        where = f" on {t.machine}" if t.machine != "—" else ""
+        item = f"- **{t.verdict}**{where}: {t.target}. *Measured:* {t.measured}"
+        items.append(item + (f". *Why:* {t.why}." if t.why else "."))
+    return "\n".join(items)
+
+
 def tally(judged: list[Target]) -> str:
     counts = {
         v: sum(t.verdict == v for t in judged) for v in ("met", "missed", "untested")
@@ -762,7 +803,9 @@ def draw_hippo(ax_matvec, ax_online, run: Run) -> None:
         ax_matvec.loglog(N, t * 1e6, style, ms=3, label=name)
     ax_matvec.loglog(N, t[0] * 1e6 * N / N[0], "k:", lw=0.8)
     ax_matvec.loglog(N, t[0] * 1e6 * (N / N[0]) ** 2, "k:", lw=0.8)
-    ax_matvec.set(xlabel="order $N$", ylabel="time (µs)", title=run["device"]["name"])
+    ax_matvec.set(
+        xlabel="order $N$", ylabel="time (µs)", title=f"$A v$, {run['device']['name']}"
+    )
     tidy(ax_matvec, N)
     ax_matvec.legend(fontsize="small")
     online = rows(run, "hippo_online")
@@ -774,6 +817,10 @@ def draw_hippo(ax_matvec, ax_online, run: Run) -> None:
         )
         L, t = np.array(pts).T
         ax_online.loglog(L, t * 1e3, "o-", ms=3, label=f"N = {order}")
-    ax_online.set(xlabel="length", ylabel="time (ms)", title="legs_memory")
+    ax_online.set(
+        xlabel="length",
+        ylabel="time (ms)",
+        title=f"legs_memory, {run['device']['name']}",
+    )
     tidy(ax_online, sorted({r["params"]["length"] for r in online}))
     ax_online.legend(fontsize="small")

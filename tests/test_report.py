@@ -116,3 +116,25 @@ def test_figures_draw_without_error(runs) -> None:
     report.draw_attention(top, bottom, runs[0], "attention")
     plt.close("all")
     assert report._plain(1e5) == "$10^{5}$" and report._plain(0.2) == "0.2"
+
+
+def test_split_by_and_drop_uniform(runs) -> None:
+    header, body = report.rope_table(runs)
+    parts = report.split_by((header, body), ["Machine", "Input"])
+    assert sum(len(rows) for _, (_, rows) in parts) == len(body)
+    assert all(
+        h == [c for c in header if c not in ("Machine", "Input")] for _, (h, _) in parts
+    )
+    table = (["a", "b"], [["1", "–"], ["2", "–"]])
+    assert report.drop_uniform(table, ["b"], "–") == (["a"], [["1"], ["2"]])
+    assert report.drop_uniform(table, ["a"], "–") == table
+
+
+def test_targets_list_names_every_verdict(runs) -> None:
+    judged = report.targets(runs)
+    lines = report.targets_list(judged).splitlines()
+    assert len(lines) == len(judged)
+    assert all(
+        line.startswith(f"- **{t.verdict}**")
+        for line, t in zip(lines, judged, strict=True)
+    )

@@ -154,17 +154,20 @@ def offer_notebook_download(
     """Offer each chapter as an executed .ipynb in the page's download menu, beside its .md source.
 
     sphinx-book-theme only does this when a launch service (Binder, Colab, ...) is configured, and this book
-    configures none: it must build and read offline. myst-nb has already written the executed notebook to
-    ``_build/jupyter_execute``; it is copied to ``_sources`` where the theme's download button points.
+    configures none: it must build and read offline. The executed notebook, with the outputs
+    myst-nb took from its cache (:func:`executed_notebook`), is written to ``_sources`` where the
+    theme's download button points.
     """
     if "kernelspec" not in app.env.metadata.get(pagename, {}):
         return
-    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
-    if not executed.is_file():
+    notebook = executed_notebook(app, pagename)
+    if not notebook:
         return
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(executed, target)
+    target.write_text(
+        json.dumps(notebook, indent=1, ensure_ascii=False), encoding="utf8"
+    )
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
@@ -358,12 +361,12 @@ def executed_notebook(app: Sphinx, docname: str) -> dict:
     source = Path(app.env.doc2path(docname))
     cache = get_cache(_cache_path(app, app.config))
     try:
-        record = cache.match_cache_notebook(
+        _, merged = cache.merge_match_into_notebook(
             read_myst_markdown_notebook(source.read_text("utf8"))
         )
     except KeyError:
         return notebook
-    return cache.get_cache_bundle(record.pk).nb
+    return merged
 
 
 def purge_claims(app: Sphinx, env, docname: str) -> None:

@@ -265,3 +265,86 @@ def test_a_figure_without_alt_text_gets_its_caption() -> None:
     kexue_book.alt_text_from_captions(None, doctree)
     assert named.children[0]["alt"] == "Loss falls to zero."
     assert kept.children[0]["alt"] == "A real description"
+
+
+# --- one execution: the chapter test's notebooks rendered from the cache ---------------------------
+
+CHAPTER_MD = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter
+
+```{code-cell} ipython3
+print(1)
+```
+"""
+
+
+def executed_chapter(book: SimpleNamespace, stamp: str) -> Path:
+    """The chapter as conftest.py leaves it in _build/.executed after its test ran."""
+    import jupytext
+    import nbformat
+
+    source = book.root / "chapters" / "one.md"
+    source.write_text(CHAPTER_MD)
+    notebook = jupytext.read(source)
+    notebook.cells[-1].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="1\n")
+    ]
+    notebook.cells[-1].execution_count = 1
+    notebook.metadata["kexue"] = {"source": "chapters/one.md", "source_hash": stamp}
+    target = book.root / "_build" / kexue_book.EXECUTED_DIR / "chapters" / "one.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(notebook, target)
+    return source
+
+
+def sphinx_app(book: SimpleNamespace) -> SimpleNamespace:
+    (book.root / "_build" / "html").mkdir(parents=True, exist_ok=True)
+    book.app.env = SimpleNamespace(doc2path=lambda doc: str(book.root / f"{doc}.md"))
+    return book.app
+
+
+def test_the_chapter_tests_execution_is_rendered_not_repeated(
+    book: SimpleNamespace,
+) -> None:
+    executed_chapter(book, kexue_book.source_hash(book.root))
+    app = sphinx_app(book)
+    kexue_book.ingest_executed_notebooks(app)
+    assert not (book.root / "_build" / kexue_book.EXECUTED_DIR).exists()
+    notebook = kexue_book.executed_notebook(app, "chapters/one")
+    assert [c.cell_type for c in notebook.cells] == [
+        "markdown",
+        "code",
+    ]  # the whole chapter
+    assert notebook.cells[1].outputs[0]["text"] == "1\n"
+
+
+def test_an_execution_with_another_library_is_not_rendered(
+    book: SimpleNamespace,
+) -> None:
+    executed_chapter(book, "a-library-since-changed")
+    app = sphinx_app(book)
+    kexue_book.ingest_executed_notebooks(app)
+    notebook = kexue_book.executed_notebook(app, "chapters/one")
+    assert not any(c.get("outputs") for c in notebook.get("cells", []))
+
+
+def test_an_execution_of_code_since_edited_is_not_rendered(
+    book: SimpleNamespace,
+) -> None:
+    source = executed_chapter(book, kexue_book.source_hash(book.root))
+    source.write_text(CHAPTER_MD.replace("print(1)", "print(2)"))
+    app = sphinx_app(book)
+    kexue_book.ingest_executed_notebooks(app)
+    notebook = kexue_book.executed_notebook(app, "chapters/one")
+    assert not any(c.get("outputs") for c in notebook.get("cells", []))

@@ -13,6 +13,7 @@ from kexue.attention.nystrom import (
     filter_factors,
     hyperpower_step,
     iterative_pinv,
+    kmeans_landmarks,
     local_sequence,
     nystrom_attention,
     nystrom_factors,
@@ -475,3 +476,53 @@ def test_synthetic_sequences_have_the_stated_kernels():
     w = 2 * torch.pi * torch.arange(1, 5, dtype=torch.float64)
     kernel = 0.5 * torch.cos(w * (t[:, None, None] - t[None, :, None])).sum(-1)
     assert torch.allclose(local[0, 0] @ local[0, 0].T, kernel, atol=1e-12)
+
+
+def _naive_lloyd(points, start, iterations):
+    centres = [points[i].clone() for i in start]
+    for _ in range(iterations):
+        clusters = [[] for _ in centres]
+        for p in points:
+            distances = [float(((p - c) ** 2).sum()) for c in centres]
+            clusters[distances.index(min(distances))].append(p)
+        centres = [
+            torch.stack(members).mean(0) if members else c
+            for members, c in zip(clusters, centres, strict=True)
+        ]
+    return torch.stack(centres)
+
+
+def test_kmeans_landmarks_match_a_naive_lloyd_loop(device):
+    x = torch.randn(2, 2, 40, 3, dtype=torch.float64)
+    centres = kmeans_landmarks(
+        x.to(device), 5, iterations=4, generator=torch.Generator().manual_seed(3)
+    )
+    start = torch.randperm(40, generator=torch.Generator().manual_seed(3))[:5]
+    assert centres.shape == (2, 2, 5, 3)
+    for b in range(2):
+        for h in range(2):
+            expected = _naive_lloyd(x[b, h], start.tolist(), 4)
+            torch.testing.assert_close(
+                centres[b, h].cpu(), expected, rtol=0, atol=1e-12
+            )
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: kmeans_landmarks(torch.zeros(2, 3), 2), TypeError),
+        (
+            lambda: kmeans_landmarks(torch.zeros(1, 1, 4, 2, dtype=torch.long), 2),
+            TypeError,
+        ),
+        (lambda: kmeans_landmarks(torch.zeros(1, 1, 4, 2), 5), ValueError),
+        (lambda: kmeans_landmarks(torch.zeros(1, 1, 4, 2), 0), ValueError),
+        (
+            lambda: kmeans_landmarks(torch.zeros(1, 1, 4, 2), 2, iterations=-1),
+            ValueError,
+        ),
+    ],
+)
+def test_kmeans_landmarks_reject_bad_input(call, error):
+    with pytest.raises(error):
+        call()

@@ -235,6 +235,42 @@ def segment_landmarks(
     return sums / counts.clamp(min=1)[:, None, :, None], counts > 0
 
 
+def kmeans_landmarks(
+    x: Tensor,
+    num_landmarks: int,
+    *,
+    iterations: int = 10,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Landmarks by k-means (Lloyd's algorithm), which segment means replace.
+
+    Starts from ``num_landmarks`` distinct tokens drawn at random (the same positions
+    for every batch and head), then alternates nearest-centre assignment and means; an
+    empty cluster keeps its centre. No gradient flows through the assignment.
+
+    Args:
+        x: ``(batch, heads, seq, d)`` floating point, ``seq >= num_landmarks``.
+
+    Returns:
+        centres ``(batch, heads, m, d)``.
+    """
+    if not isinstance(x, Tensor) or x.ndim != 4 or not x.is_floating_point():
+        raise TypeError("x must be a floating (batch, heads, seq, d) tensor")
+    _check_landmarks(num_landmarks)
+    _check_steps(iterations)
+    if num_landmarks > x.shape[-2]:
+        raise ValueError(f"num_landmarks must be <= seq, got {num_landmarks}")
+    start = torch.randperm(x.shape[-2], generator=generator)[:num_landmarks]
+    centres = x[..., start.to(x.device), :]
+    for _ in range(iterations):
+        assign = torch.cdist(x, centres).argmin(-1)
+        members = F.one_hot(assign, num_landmarks).to(x.dtype)  # (b, h, seq, m)
+        counts = members.sum(-2)[..., None]
+        means = members.mT @ x / counts.clamp(min=1)
+        centres = torch.where(counts > 0, means, centres)
+    return centres
+
+
 def nystrom_factors(
     q: Tensor,
     k: Tensor,

@@ -236,3 +236,15 @@ def test_patch_attention_rejects_bad_arguments() -> None:
         PatchAttention("learned")
     with pytest.raises(ValueError, match="multiple of 4"):
         PatchAttention("none", dim=6)
+
+
+def test_learned_absolute_encoding_sees_absolute_position() -> None:
+    """Unlike 2-D RoPE, the learned encoding changes with a shift of the grid."""
+    model = PatchAttention("learned absolute 2-D", dim=16, max_side=12).double()
+    inputs, _, coords = symbol_above_task(torch.Generator().manual_seed(3), 2, 3, 4)
+    shifted = model(inputs, coords + torch.tensor([2, 1]))
+    assert (model(inputs, coords) - shifted).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="coords must lie in"):
+        model(inputs, coords + 10)
+    with pytest.raises(ValueError, match="max_side must be a positive int"):
+        PatchAttention("learned absolute 2-D", max_side=0)

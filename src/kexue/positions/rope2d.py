@@ -27,7 +27,13 @@ from kexue.positions.rope import _rotate_interleaved, apply_rope
 from kexue.positions.sinusoidal import frequencies, share_explained_by_groups
 
 #: The position encodings :class:`PatchAttention` knows.
-ENCODINGS: tuple[str, ...] = ("none", "flattened 1-D RoPE", "2-D RoPE", "RoPE-Mixed")
+ENCODINGS: tuple[str, ...] = (
+    "none",
+    "flattened 1-D RoPE",
+    "2-D RoPE",
+    "RoPE-Mixed",
+    "learned absolute 2-D",
+)
 
 
 def grid_coords(
@@ -223,13 +229,18 @@ class PatchAttention(nn.Module):
 
     Args:
         encoding: ``"none"``, ``"flattened 1-D RoPE"`` (position ``t`` in the row-major
-            sequence), ``"2-D RoPE"`` (:func:`apply_rope_2d`) or ``"RoPE-Mixed"``
-            (:class:`MixedRotaryEmbedding2d`).
+            sequence), ``"2-D RoPE"`` (:func:`apply_rope_2d`), ``"RoPE-Mixed"``
+            (:class:`MixedRotaryEmbedding2d`) or ``"learned absolute 2-D"`` (a learned
+            column embedding plus a learned row embedding, added to the patch's
+            embedding, for coordinates ``0 <= x, y < max_side``).
         symbols: vocabulary size.
         dim: model and head width, divisible by 4.
+        max_side: the number of learned columns and rows (learned encoding only).
     """
 
-    def __init__(self, encoding: str, *, symbols: int = 8, dim: int = 32) -> None:
+    def __init__(
+        self, encoding: str, *, symbols: int = 8, dim: int = 32, max_side: int = 16
+    ) -> None:
         super().__init__()
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -242,11 +253,28 @@ class PatchAttention(nn.Module):
         self.mixed = MixedRotaryEmbedding2d(
             dim, generator=torch.Generator().manual_seed(0)
         )
+        if encoding == "learned absolute 2-D":  # created last: other inits unchanged
+            if (
+                isinstance(max_side, bool)
+                or not isinstance(max_side, int)
+                or max_side < 1
+            ):
+                raise ValueError(f"max_side must be a positive int, got {max_side!r}")
+            self.column = nn.Embedding(max_side, dim)
+            self.row = nn.Embedding(max_side, dim)
 
     def forward(self, inputs: Tensor, coords: Tensor) -> Tensor:
         """Logits ``(batch, seq, symbols)`` for ``inputs`` ``(batch, seq)``."""
         # (batch, 1 head, seq, dim) each
-        q, k, v = self.qkv(self.embed(inputs)).unsqueeze(1).chunk(3, dim=-1)
+        embedded = self.embed(inputs)
+        if self.encoding == "learned absolute 2-D":
+            side = self.column.num_embeddings
+            if coords.min() < 0 or coords.max() >= side:
+                raise ValueError(
+                    f"coords must lie in [0, {side}) for learned positions"
+                )
+            embedded = embedded + self.column(coords[:, 0]) + self.row(coords[:, 1])
+        q, k, v = self.qkv(embedded).unsqueeze(1).chunk(3, dim=-1)
         if self.encoding == "flattened 1-D RoPE":
             positions = torch.arange(inputs.shape[1], device=inputs.device)
             q, k = apply_rope(q, positions), apply_rope(k, positions)

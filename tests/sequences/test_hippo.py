@@ -18,6 +18,7 @@ from kexue.sequences.hippo import (
     legs,
     legs_matvec,
     legs_memory,
+    legs_solve,
     legt,
     legt_memory,
     reconstruct,
@@ -217,3 +218,36 @@ def test_legendre_projection_rejects_bad_input() -> None:
         legendre_projection(torch.sin, 0.0, -1.0, 4)
     with pytest.raises(TypeError, match="same shape"):
         legendre_projection(lambda t: t.sum(), 0.0, 1.0, 4)
+
+
+@pytest.mark.parametrize("lam", [0.01, 0.3, 2.0])
+def test_legs_solve_against_a_dense_solve(device: torch.device, lam: float) -> None:
+    torch.manual_seed(1)
+    A = legs(24)[0].to(device)
+    v = torch.randn(3, 24, dtype=torch.float64, device=device)
+    dense = torch.linalg.solve(
+        torch.eye(24, dtype=torch.float64, device=device) - lam * A, v.T
+    ).T
+    torch.testing.assert_close(legs_solve(v, lam), dense, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="singular"):
+        legs_solve(v, -0.5)
+    with pytest.raises(ValueError, match="floating"):
+        legs_solve(torch.ones(3, dtype=torch.int64), 0.1)
+
+
+def test_legs_memory_schemes(device: torch.device) -> None:
+    """The exact scheme keeps a constant exactly; all schemes approach the projection."""
+    constant = torch.ones(2, 40, dtype=torch.float64, device=device)
+    exact = legs_memory(constant, 6, scheme="exact")[:, -1].cpu()
+    expected = torch.zeros(6, dtype=torch.float64)
+    expected[0] = math.sqrt(2)
+    torch.testing.assert_close(exact, expected.expand(2, 6), rtol=0, atol=1e-12)
+    length = 4000
+    held = torch.arange(length, dtype=torch.float64) + 0.5  # midpoints of [k, k + 1)
+    u = torch.sin(6 * held / length)[None].to(device)
+    target = legendre_projection(lambda t: torch.sin(6 * t / length), 0.0, length, 8)
+    for scheme, tolerance in (("s4", 2e-3), ("article", 2e-3), ("exact", 1e-6)):
+        last = legs_memory(u, 8, scheme=scheme)[0, -1].cpu()
+        assert (last - target).abs().max().item() < tolerance, scheme
+    with pytest.raises(ValueError, match="scheme"):
+        legs_memory(u, 8, scheme="euler")

@@ -142,32 +142,81 @@ def discretize(
     return A_bar, (B_bar[..., 0] if vector_b else B_bar)
 
 
-def legs_memory(u: Tensor, N: int) -> Tensor:
+def legs_memory(u: Tensor, N: int, *, scheme: str = "s4") -> Tensor:
     """Run LegS online over ``u`` of shape ``(batch, length)``: ``(batch, length, N)``.
 
-    Sample ``k = 1, 2, ...`` is at time ``k``; the scale-invariant recurrence needs no
-    step size: ``c_k = (I - A/(2k))^-1 [(I + A/(2k)) c_(k-1) + (B/k) u_k]`` (bilinear
-    with step 1 on ``A/t``, ``B/t``), so ``c_k`` approximates the projection of the
-    samples seen so far onto the Legendre basis on ``[0, k]``.
+    No step size is needed (timescale equivariance). ``scheme`` picks the recurrence:
+
+    - ``"s4"`` (S4's ``HiPPOScale``): sample ``k = 1, 2, ...`` is at time ``k`` and
+      ``c_k = (I - A/(2k))^-1 [(I + A/(2k)) c_(k-1) + (B/k) u_k]``, from ``c_0 = 0``.
+    - ``"article"`` (kexue.fm/archives/10137): ``u_k`` is held on ``[k, k+1)``,
+      ``x_1 = -A^-1 B u_0`` (exact for the constant on ``[0, 1]``) and
+      ``x_(k+1) = (I - A/(2(k+1)))^-1 [(I + A/(2k)) x_k + (B/k) u_k]``.
+    - ``"exact"``: the same held input, solved exactly in ``tau = ln t``: a
+      zero-order hold with step ``ln((k+1)/k)``, one matrix exponential per step.
+
+    Output ``k`` is the state after ``u_0, ..., u_k`` (time ``k + 1``).
     """
     if u.dim() != 2:
         raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
+    if scheme not in ("s4", "article", "exact"):
+        raise ValueError(f"scheme must be 's4', 'article' or 'exact', got {scheme!r}")
     A, B = (
         m.to(dtype=torch.promote_types(u.dtype, torch.float32), device=u.device)
         for m in legs(N)
     )
     steps = torch.arange(1, u.shape[1] + 1, dtype=A.dtype, device=u.device)
     eye = torch.eye(N, dtype=A.dtype, device=u.device)
-    left = eye - A / (2 * steps[:, None, None])
-    # (length, N, N) and (length, N)
-    transition = torch.linalg.solve(left, eye + A / (2 * steps[:, None, None]))
-    drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
+    k = steps[:, None, None]
+    if scheme == "s4":
+        left = eye - A / (2 * k)
+        # (length, N, N) and (length, N)
+        transition = torch.linalg.solve(left, eye + A / (2 * k))
+        drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
+    elif scheme == "article":
+        left = eye - A / (2 * (k + 1))
+        transition = torch.linalg.solve(left, eye + A / (2 * k))
+        drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
+    else:
+        transition, drive = discretize(A, B, torch.log1p(1 / steps), method="zoh")
     state = torch.zeros(u.shape[0], N, dtype=A.dtype, device=u.device)
-    out = []
-    for k in range(u.shape[1]):
-        state = state @ transition[k].T + u[:, k : k + 1].to(A.dtype) * drive[k]
+    first = 1 if scheme == "s4" else 0
+    if scheme != "s4":  # x_1: the coefficients of the constant u_0 on [0, 1]
+        state[:, 0] = math.sqrt(2) * u[:, 0].to(A.dtype)
+    out = [] if scheme == "s4" else [state]
+    for index in range(1 - first, u.shape[1]):
+        step = index if scheme == "s4" else index - 1
+        value = u[:, index : index + 1].to(A.dtype)
+        state = state @ transition[step].T + value * drive[step]
         out.append(state)
     return torch.stack(out, dim=1).to(u.dtype if u.is_floating_point() else A.dtype)
+
+
+def legs_solve(v: Tensor, lam: float) -> Tensor:
+    """``(I - lam A)^-1 v`` for the LegS matrix in O(N) per vector.
+
+    With ``S_n = sum_{k<=n} sqrt(2k+1) z_k`` the system is the scalar recursion
+    ``S_n = [(1 - lam n) S_(n-1) + sqrt(2n+1) v_n] / (1 + lam (n+1))``
+    (kexue.fm/archives/10137), and ``z_n = (S_n - S_(n-1)) / sqrt(2n+1)``. ``v`` has
+    shape ``(..., N)``; ``lam`` must keep ``1 + lam (n+1)`` away from zero.
+    """
+    if not v.is_floating_point() or v.dim() < 1 or v.shape[-1] < 1:
+        raise ValueError("v must be a floating tensor of shape (..., N) with N >= 1")
+    if not (isinstance(lam, int | float) and math.isfinite(lam)):
+        raise ValueError(f"lam must be a finite number, got {lam!r}")
+    N = v.shape[-1]
+    if any(abs(1 + lam * (n + 1)) < 1e-12 for n in range(N)):
+        raise ValueError(f"I - lam A is singular for lam = {lam!r}")
+    root = torch.sqrt(2 * torch.arange(N, dtype=v.dtype, device=v.device) + 1)
+    previous = torch.zeros_like(v[..., 0])
+    sums = []
+    for n in range(N):
+        previous = ((1 - lam * n) * previous + root[n] * v[..., n]) / (
+            1 + lam * (n + 1)
+        )
+        sums.append(previous)
+    S = torch.stack(sums, dim=-1)
+    return torch.diff(S, dim=-1, prepend=torch.zeros_like(S[..., :1])) / root
 
 
 def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:

@@ -101,6 +101,11 @@ def favor_features(
     (one factor per head, also cancelled). ``x``: ``(..., seq, d)``; ``projection``:
     ``(m, d)``; returns ``(..., seq, m)``.
 
+    The stabiliser is the maximum of ``w_r . x~ - |x~|^2 / 2``, not of ``w_r . x~``
+    alone as in the paper's code and performer-pytorch: without ``eps`` both give the
+    same attention; with it, the largest query feature of every row is ``m^(-1/2)``,
+    so ``eps`` is a relative bias of ``eps`` instead of ``eps exp(|q~|^2 / 2)``.
+
     When autograd is not recording for ``x`` and ``projection``, the ``(seq, m)`` logits
     are turned into features in place (the same operations in the same order, so the
     same numbers): one tensor of that size instead of six, which about halves the time

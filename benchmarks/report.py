@@ -85,6 +85,24 @@ def fmt_ratio(q) -> str:
     return f"{q[0]:.2f} [{q[1]:.2f}, {q[2]:.2f}]"
 
 
+def interval_verdict(q) -> str:
+    """A time ratio (median, q25, q75) judged by its interval, the quartiles: "slower" when
+    the whole interval is above 1, "faster" when it is below 1, else "no clear difference"."""
+    if q[1] > 1:
+        return "slower"
+    if q[2] < 1:
+        return "faster"
+    return "no clear difference"
+
+
+def verdict_counts(ratios) -> str:
+    """How many ratios are faster, show no clear difference and are slower, in words."""
+    kinds = [interval_verdict(q) for q in ratios]
+    return ", ".join(
+        f"{v} in {kinds.count(v)}" for v in ("faster", "no clear difference", "slower")
+    )
+
+
 def slope(points) -> float:
     """Least-squares slope of log y against log x over the upper half of the x values."""
     x, y = np.log(np.array(points, dtype=float)).T
@@ -105,7 +123,8 @@ def series(run: Run, suite: str, candidate: str, key: str) -> list[tuple[int, fl
 
 
 def crossover(run: Run, fast: str, slow: str, suite: str = "attention_causal"):
-    """Smallest n from which ``fast`` beats ``slow`` (median paired ratio below 1) at every larger n.
+    """Smallest n from which ``fast`` beats ``slow`` (whole quartile interval of the paired ratio
+    below 1) at every larger n.
 
     Returns ``(n_star or None, [(n, quartiles of the ratio)] sorted by n)``.
     """
@@ -116,7 +135,9 @@ def crossover(run: Run, fast: str, slow: str, suite: str = "attention_causal"):
     ]
     ratios.sort(key=lambda item: item[0])
     tail = [
-        n for i, (n, _) in enumerate(ratios) if all(q[0] < 1 for _, q in ratios[i:])
+        n
+        for i, (n, _) in enumerate(ratios)
+        if all(interval_verdict(q) == "faster" for _, q in ratios[i:])
     ]
     return (tail[0] if tail else None), ratios
 
@@ -280,6 +301,44 @@ def rope_table(runs: list[Run]) -> Table:
     return header, body
 
 
+def rope_per_mb(run: Run, candidates: tuple[str, ...]) -> Table:
+    """Median time per MB of input (ms/MB) of some RoPE candidates, by input size: the two
+    per-byte costs whose quotient is the ratio, to see which of them moves with the size."""
+    header = ["Input (ms per MB)", *candidates]
+    body = []
+    for group, cands in by_group(run, "rope").items():
+        if all(c in cands for c in candidates):
+            mb = next(iter(cands.values()))["params"]["MB"]
+            cells = [
+                f"{1e3 * cands[c]['time_s']['median'] / mb:.3f}" for c in candidates
+            ]
+            body.append([group.split(" float")[0], *cells])
+    return header, body
+
+
+def rope_memory_line(run: Run, candidate: str = "rotary-embedding-torch") -> str:
+    """The range over sizes of a RoPE candidate's peak extra memory divided by the input."""
+    per_input = [
+        r["peak_memory_bytes"] / (1e6 * r["params"]["MB"])
+        for r in rows(run, "rope")
+        if r["candidate"] == candidate
+    ]
+    return (
+        f"{label(run)}: {candidate}'s peak extra memory is {min(per_input):.1f} to "
+        f"{max(per_input):.1f} times the input."
+    )
+
+
+def attention_settings_line(run: Run) -> str:
+    """The budgets and shapes of the attention suite, read from its rows."""
+    params = rows(run, "attention")[0]["params"]
+    return (
+        f"{label(run)}: Performer with {params['features']} features, Nyström with "
+        f"{params['landmarks']} landmarks; batch {params['batch']}, {params['heads']} "
+        f"heads of dimension {params['head_dim']}, {params['dtype']}."
+    )
+
+
 def slopes_table(runs: list[Run]) -> Table:
     body = []
     for run in runs:
@@ -398,12 +457,17 @@ def epsilon_line(run: Run) -> str | None:
 
 
 def hippo_line(run: Run) -> str:
-    ratios = {
-        r["params"]["N"]: r["ratio_to_reference"]["median"]
+    quartiles = {
+        r["params"]["N"]: [r["ratio_to_reference"][k] for k in ("median", "q25", "q75")]
         for r in rows(run, "hippo_matvec")
         if r["candidate"] == "kexue legs_matvec"
     }
-    faster = [N for N, q in sorted(ratios.items()) if q < 1]
+    ratios = {N: q[0] for N, q in quartiles.items()}
+    faster = [  # the whole quartile interval below 1, at this N and every larger one
+        N
+        for N in sorted(quartiles)
+        if all(interval_verdict(q) == "faster" for M, q in quartiles.items() if M >= N)
+    ]
     online = [
         (r["params"]["N"], r["params"]["length"], r["peak_memory_bytes"])
         for r in rows(run, "hippo_online")
@@ -463,17 +527,16 @@ def rope_targets(run: Run) -> list[Target]:
     ]
     out = []
     if ratios:
-        worst = max(q["median"] for q in ratios)
-        shown = "; ".join(
-            f"{q['median']:.2f} [{q['q25']:.2f}, {q['q75']:.2f}]" for q in ratios
-        )
+        qs = [(q["median"], q["q25"], q["q75"]) for q in ratios]
+        slower = [q for q in qs if interval_verdict(q) == "slower"]
+        shown = "; ".join(f"{fmt_ratio(q)} ({interval_verdict(q)})" for q in qs)
         out.append(
             Target(
                 f"`apply_rope` no slower than rotary-embedding-torch ({kind.upper()})",
                 name,
                 "ratio (median [quartiles]) by size: " + shown,
-                worst <= 1,
-                "" if worst <= 1 else "see the RoPE section",
+                not slower,
+                "" if not slower else "slower at some size: see the RoPE section",
             )
         )
     if kind == "cuda":
@@ -551,42 +614,86 @@ def linear_targets(run: Run) -> list[Target]:
     return out
 
 
-def _time_pairs(run: Run, ours: str, peer: str) -> list[np.ndarray]:
-    """Paired time ratios kexue / peer from the sweep and every length of the attention suites."""
-    pairs = [
-        paired(c[ours], c[peer])
-        for c in by_group(run, "approx_sweep").values()
-        if ours in c and peer in c
-    ]
-    for suite in ("attention", "attention_causal"):
-        for c in by_group(run, suite).values():
-            a = next((c[k] for k in c if k.startswith(ours)), None)
-            b = next((c[k] for k in c if k.startswith(peer)), None)
-            if a and b:
-                pairs.append(paired(a, b))
+def _time_pairs(
+    run: Run, ours: str, peer: str, causal: bool = False
+) -> list[np.ndarray]:
+    """Paired time ratios kexue / peer: non-causal (the sweep and every length of the attention
+    suite) or causal (every length of the causal suite), never mixed, since performer-pytorch's
+    causal mode without its CUDA kernel is a Python loop, a different comparison."""
+    pairs = []
+    if not causal:
+        pairs = [
+            paired(c[ours], c[peer])
+            for c in by_group(run, "approx_sweep").values()
+            if ours in c and peer in c
+        ]
+    for c in by_group(run, "attention_causal" if causal else "attention").values():
+        a = next((c[k] for k in c if k.startswith(ours)), None)
+        b = next((c[k] for k in c if k.startswith(peer)), None)
+        if a and b:
+            pairs.append(paired(a, b))
     return pairs
+
+
+def pooling_budgets(run: Run, method: str, within: float = 0.1) -> list[int]:
+    """Budgets of the sweep at which kexue's and the peer's errors are both no better than
+    mean pooling's: each at least ``(1 - within)`` times its error."""
+    _, _, ours, peer = next(p for p in APPROX_PAIRS if p[0] == method)
+    out = []
+    for c in by_group(run, "approx_sweep").values():
+        if ours in c and peer in c and c[ours]["params"]["method"] == method:
+            floor = (1 - within) * c[ours]["params"]["error_of_mean_pooling"]
+            if min(c[ours]["error_vs_exact"], c[peer]["error_vs_exact"]) >= floor:
+                out.append(c[ours]["params"]["budget"])
+    return sorted(out)
+
+
+def pooling_line(run: Run, method: str, within: float = 0.1) -> str:
+    """Where the accuracy comparison of ``method`` says little: both no better than pooling."""
+    title = next(p[1] for p in APPROX_PAIRS if p[0] == method)
+    budgets = pooling_budgets(run, method, within)
+    if not budgets:
+        return (
+            f"{label(run)}: {title}: at every budget one of the two beats mean pooling."
+        )
+    return (
+        f"{label(run)}: {title} at $m$ = {', '.join(map(str, budgets))}: kexue and its "
+        f"peer are both no better than mean pooling (error at least {1 - within:.0%} "
+        "of its), so comparing their errors says little there."
+    )
+
+
+def _budget_target(run: Run, title: str, peer: str, pairs, causal: bool) -> Target:
+    medians = np.array([p[0] for p in pairs])
+    slower = [p for p in pairs if interval_verdict(p) == "slower"]
+    where = "every causal length" if causal else "the sweep and every length"
+    return Target(
+        f"{title} no slower than {peer} at equal budget"
+        + (" (causal)" if causal else " (non-causal)"),
+        run["device"]["name"],
+        f"kexue / peer time over {len(pairs)} comparisons ({where}): median "
+        f"{np.median(medians):.2f}, range {medians.min():.2f} to {medians.max():.2f}; "
+        + verdict_counts(pairs),
+        not slower,
+        "" if not slower else "slower (whole quartile interval above 1) in some",
+    )
 
 
 def approx_targets(run: Run) -> list[Target]:
     name, out = run["device"]["name"], []
     for method, title, ours, peer in APPROX_PAIRS:
-        pairs = _time_pairs(run, ours, peer)
-        if not pairs:
+        for causal in (False, True):
+            pairs = _time_pairs(run, ours, peer, causal)
+            if pairs:
+                out.append(_budget_target(run, title, peer, pairs, causal))
+        if not _time_pairs(run, ours, peer):
             continue
-        medians = np.array([p[0] for p in pairs])
-        slower = [
-            p for p in pairs if p[1] > 1
-        ]  # slower beyond the spread: lower quartile above 1
-        out.append(
-            Target(
-                f"{title} no slower than {peer} at equal budget",
-                name,
-                f"kexue / peer time over {len(pairs)} comparisons (the sweep and every length): "
-                f"median {np.median(medians):.2f}, range {medians.min():.2f} to {medians.max():.2f}; "
-                f"slower beyond the quartiles in {len(slower)}",
-                not slower,
-                "" if not slower else "slower beyond the quartiles in some comparisons",
-            )
+        budgets = pooling_budgets(run, method)
+        little = (
+            f"; at m = {', '.join(map(str, budgets))} both are no better than "
+            "mean pooling, where this says little"
+            if budgets
+            else ""
         )
         err_ratio, time_ratio = at_equal(run, method, ours, peer) or (np.nan, np.nan)
         reached = np.isfinite(time_ratio) and time_ratio <= 1.05
@@ -595,7 +702,8 @@ def approx_targets(run: Run) -> list[Target]:
                 f"{title} no slower than {peer} at equal accuracy",
                 name,
                 "kexue's time to reach the peer's error, / the peer's time: worst "
-                + (f"{time_ratio:.2f}" if np.isfinite(time_ratio) else "never reached"),
+                + (f"{time_ratio:.2f}" if np.isfinite(time_ratio) else "never reached")
+                + little,
                 bool(reached),
                 ""
                 if reached
@@ -607,7 +715,8 @@ def approx_targets(run: Run) -> list[Target]:
             Target(
                 f"{title} no less accurate than {peer} at equal cost",
                 name,
-                f"kexue's error at the peer's time, / the peer's error: worst {err_ratio:.2f}",
+                f"kexue's error at the peer's time, / the peer's error: worst {err_ratio:.2f}"
+                + little,
                 as_good,
                 ""
                 if as_good

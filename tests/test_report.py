@@ -73,7 +73,8 @@ def test_a_slower_kernel_is_judged_missed(runs) -> None:
     run = copy.deepcopy(runs[0])
     for r in run["rows"]:
         if r["candidate"] == "kexue apply_rope":
-            r["ratio_to_reference"]["median"] *= 10
+            for k in ("median", "q25", "q75"):
+                r["ratio_to_reference"][k] *= 10
     (target,) = [t for t in report.rope_targets(run) if "apply_rope" in t.target]
     assert target.verdict == "missed"
 
@@ -138,3 +139,116 @@ def test_targets_list_names_every_verdict(runs) -> None:
         line.startswith(f"- **{t.verdict}**")
         for line, t in zip(lines, judged, strict=True)
     )
+
+
+def test_interval_verdict_uses_the_whole_quartile_interval() -> None:
+    assert report.interval_verdict([1.10, 1.02, 1.20]) == "slower"  # entirely above 1
+    assert report.interval_verdict([1.10, 0.95, 1.20]) == "no clear difference"
+    assert report.interval_verdict([0.90, 0.85, 1.05]) == "no clear difference"
+    assert report.interval_verdict([0.90, 0.85, 0.95]) == "faster"
+    ratios = [[1.1, 1.02, 1.2], [1.0, 0.9, 1.1], [0.5, 0.4, 0.6], [0.6, 0.5, 0.7]]
+    assert report.verdict_counts(ratios) == (
+        "faster in 2, no clear difference in 1, slower in 1"
+    )
+
+
+def _set_ratio(run: dict, candidate: str, q: tuple[float, float, float]) -> None:
+    for r in run["rows"]:
+        if r["candidate"] == candidate:
+            r["ratio_to_reference"].update(
+                zip(("median", "q25", "q75"), q, strict=True)
+            )
+
+
+def test_rope_target_straddling_one_is_met_and_says_so(runs) -> None:
+    run = copy.deepcopy(runs[0])
+    _set_ratio(run, "kexue apply_rope", (1.05, 0.97, 1.12))  # median above 1
+    (target,) = [t for t in report.rope_targets(run) if "apply_rope" in t.target]
+    assert target.verdict == "met" and "no clear difference" in target.measured
+
+
+def test_rope_target_entirely_above_one_is_missed(runs) -> None:
+    run = copy.deepcopy(runs[0])
+    _set_ratio(run, "kexue apply_rope", (1.05, 1.01, 1.12))
+    (target,) = [t for t in report.rope_targets(run) if "apply_rope" in t.target]
+    assert target.verdict == "missed" and "slower" in target.measured
+
+
+def _scale_times(run: dict, candidate: str, factor: float) -> None:
+    for r in run["rows"]:
+        if r["candidate"] == candidate:
+            r["time_s"]["per_round"] = [t * factor for t in r["time_s"]["per_round"]]
+
+
+def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
+    judged = {t.target: t for t in report.approx_targets(runs[0])}
+    causal = judged[
+        "Performer no slower than performer-pytorch at equal budget (causal)"
+    ]
+    plain = "Performer no slower than performer-pytorch at equal budget (non-causal)"
+    assert "every causal length" in causal.measured
+    assert "the sweep and every length" in judged[plain].measured
+    assert not any("(causal)" in t for t in judged if t.startswith("Nyström"))
+    n_causal = len(report.by_group(runs[0], "attention_causal"))
+    assert len(report._time_pairs(runs[0], "kexue performer", "performer", True)) == (
+        n_causal
+    )
+    run = copy.deepcopy(
+        runs[0]
+    )  # kexue's causal Performer 100x slower: only that flips
+    _scale_times(run, "kexue performer_attention, causal", 100.0)
+    judged = {t.target: t.verdict for t in report.approx_targets(run)}
+    assert judged[causal.target] == "missed" and judged[plain] == "met"
+
+
+def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
+    run = copy.deepcopy(runs[0])
+    for r in report.rows(run, "approx_sweep"):
+        base = r["params"]["error_of_mean_pooling"]
+        worse = r["params"]["budget"] == 32 and r["params"]["method"] == "nystrom"
+        r["error_vs_exact"] = 2 * base if worse else 0.5 * base
+    assert report.pooling_budgets(run, "nystrom") == [32]
+    assert report.pooling_budgets(run, "performer") == []
+    assert "m$ = 32" in report.pooling_line(run, "nystrom")
+    assert "one of the two beats" in report.pooling_line(run, "performer")
+    judged = {t.target: t for t in report.approx_targets(run)}
+    assert (
+        "says little"
+        in judged[
+            "Nyström no less accurate than nystrom-attention at equal cost"
+        ].measured
+    )
+
+
+def test_crossover_needs_the_whole_interval_below_one(runs) -> None:
+    n_star, ratios = report.crossover(
+        runs[0], report.LINEAR_CAUSAL, report.FLASH_CAUSAL
+    )
+    assert n_star is None or all(q[2] < 1 for n, q in ratios if n >= n_star)
+
+
+def test_rope_per_mb_memory_and_settings_lines(runs) -> None:
+    names = ("rotary-embedding-torch", "kexue apply_rope")
+    header, body = report.rope_per_mb(runs[0], names)
+    assert header[1:] == list(names) and len(body) == len(
+        report.by_group(runs[0], "rope")
+    )
+    assert all(float(cell) > 0 for row in body for cell in row[1:])
+    assert "times the input" in report.rope_memory_line(runs[0])
+    assert "features" in report.attention_settings_line(runs[0])
+
+
+def test_hippo_line_needs_the_whole_interval_below_one(runs) -> None:
+    run = copy.deepcopy(runs[0])
+    largest = max(r["params"]["N"] for r in report.rows(run, "hippo_matvec"))
+    for r in report.rows(run, "hippo_matvec"):
+        if r["candidate"] == "kexue legs_matvec":
+            q = (0.5, 0.4, 0.6) if r["params"]["N"] < largest else (0.9, 0.8, 1.1)
+            r["ratio_to_reference"].update(
+                zip(("median", "q25", "q75"), q, strict=True)
+            )
+    assert "faster from" not in report.hippo_line(run)  # the largest N straddles 1
+    for r in report.rows(run, "hippo_matvec"):
+        if r["candidate"] == "kexue legs_matvec":
+            r["ratio_to_reference"]["q75"] = 0.95
+    assert "faster from" in report.hippo_line(run)

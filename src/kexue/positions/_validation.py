@@ -25,6 +25,18 @@ def check_dim_and_base(dim: int, base: float) -> None:
         raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
 
 
+def check_initial_length(initial_length: int) -> None:
+    """A table's initial length: a positive int (the table grows past it on demand)."""
+    if (
+        isinstance(initial_length, bool)
+        or not isinstance(initial_length, int)
+        or initial_length < 1
+    ):
+        raise ValueError(
+            f"initial_length must be a positive int, got {initial_length!r}"
+        )
+
+
 def as_positions(positions: object, name: str = "positions") -> Tensor:
     """``positions`` as an integer or real tensor (lists and numbers are converted)."""
     if not isinstance(positions, Tensor):

@@ -29,7 +29,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from kexue.positions._validation import as_positions, check_dim_and_base
+from kexue.positions._validation import (
+    as_positions,
+    check_dim_and_base,
+    check_initial_length,
+)
 from kexue.positions.sinusoidal import frequencies, sinusoidal_embedding
 
 Layout = Literal["interleaved", "half"]
@@ -268,14 +272,7 @@ class RotaryEmbedding(nn.Module):
         check_dim_and_base(dim, base)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if (
-            isinstance(initial_length, bool)
-            or not isinstance(initial_length, int)
-            or initial_length < 1
-        ):
-            raise ValueError(
-                f"initial_length must be a positive int, got {initial_length!r}"
-            )
+        check_initial_length(initial_length)
         self.dim, self.base, self.layout = dim, float(base), layout
         self.initial_length = initial_length
         # per (device, dtype): the complex table cos + i sin (interleaved) or the pair

@@ -21,7 +21,12 @@ import mpmath
 import torch
 from torch import Tensor, nn
 
-from kexue.positions._validation import as_positions, check_dim_and_base, output_dtype
+from kexue.positions._validation import (
+    as_positions,
+    check_dim_and_base,
+    check_initial_length,
+    output_dtype,
+)
 
 
 def frequencies(
@@ -325,14 +330,7 @@ class SinusoidalEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         check_dim_and_base(dim, base)
-        if (
-            isinstance(initial_length, bool)
-            or not isinstance(initial_length, int)
-            or initial_length < 1
-        ):
-            raise ValueError(
-                f"initial_length must be a positive int, got {initial_length!r}"
-            )
+        check_initial_length(initial_length)
         self.dim, self.base = dim, float(base)
         positions = torch.arange(initial_length)
         self.register_buffer(

@@ -59,6 +59,7 @@ from kexue.attention.nystrom import nystrom_attention
 HEAD_DIM = 64
 FEATURES = 256
 LANDMARKS = 64
+ERROR_DRAWS = 8  # projections per Performer budget whose errors are averaged
 CHECK_UP_TO = (
     4096  # the quadratic reference of the causal linear check is formed up to this n
 )
@@ -570,11 +571,26 @@ def _budget_pair(
     return candidates + built, skipped, peer if passed else ours
 
 
-def _performer_budget(performer_peer, q, k, v, exact, budget: int):
-    generator = torch.Generator().manual_seed(budget)
-    proj = orthogonal_gaussian(budget, HEAD_DIM, generator=generator).to(
-        device=q.device, dtype=q.dtype
+def _projections(budget: int, like: torch.Tensor) -> list[torch.Tensor]:
+    """``ERROR_DRAWS`` independent orthogonal projections at one budget; the first is the one timed."""
+    generators = (
+        torch.Generator().manual_seed(budget * 1000 + i) for i in range(ERROR_DRAWS)
     )
+    return [
+        orthogonal_gaussian(budget, HEAD_DIM, generator=g).to(like.device, like.dtype)
+        for g in generators
+    ]
+
+
+def _error_draws(attend, projections, exact: torch.Tensor) -> dict[str, Any]:
+    """The error against exact attention for each projection: Performer's error is random."""
+    errors = [relative_error(attend(p), exact) for p in projections]
+    return {"error_draws": errors}
+
+
+def _performer_budget(performer_peer, q, k, v, exact, budget: int):
+    projections = _projections(budget, q)
+    proj = projections[0]
 
     def build() -> Candidate:
         layer = peer_performer(performer_peer, proj, False)
@@ -585,15 +601,24 @@ def _performer_budget(performer_peer, q, k, v, exact, budget: int):
             check=performer_same_features(
                 performer_peer, q, k, v, proj, _tol(q.dtype) * 10, exact
             ),
+            extra=_error_draws(
+                lambda p: peer_performer(performer_peer, p, False)(q, k, v),
+                projections,
+                exact,
+            ),
         )
 
-    return _budget_pair(
+    candidates, skipped, reference = _budget_pair(
         "kexue performer_attention",
         lambda: performer_attention(q, k, v, proj),
         exact,
         "performer-pytorch",
         None if performer_peer is None else build,
     )
+    candidates[0].extra = _error_draws(
+        lambda p: performer_attention(q, k, v, p), projections, exact
+    )
+    return candidates, skipped, reference
 
 
 def _nystrom_budget(nystrom_peer, q, k, v, exact, budget: int):

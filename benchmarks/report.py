@@ -142,10 +142,25 @@ def crossover(run: Run, fast: str, slow: str, suite: str = "attention_causal"):
     return (tail[0] if tail else None), ratios
 
 
+def error_of(row: Row) -> float:
+    """A row's error against exact attention: the mean over its projections where it has
+    several (Performer's error is random), else its one error."""
+    draws = row.get("error_draws")
+    return float(np.mean(draws)) if draws else row["error_vs_exact"]
+
+
+def fmt_error(row: Row) -> str:
+    """The error with its spread over projections (sample standard deviation), if any."""
+    draws = row.get("error_draws")
+    if not draws or len(draws) < 2:
+        return f"{row['error_vs_exact']:.3f}"
+    return f"{np.mean(draws):.3f} ± {np.std(draws, ddof=1):.3f}"
+
+
 def curve(run: Run, method: str, candidate: str) -> np.ndarray:
     """(median time, error) of one candidate of the error-cost sweep, sorted by time."""
     pts = sorted(
-        (r["time_s"]["median"], r["error_vs_exact"])
+        (r["time_s"]["median"], error_of(r))
         for r in rows(run, "approx_sweep")
         if r["params"]["method"] == method and r["candidate"] == candidate
     )
@@ -394,12 +409,29 @@ def approx_table(runs: list[Run]) -> Table:
                         method,
                         r["params"]["budget"],
                         fmt_ratio(paired(r, cands[peer])),
-                        f"{r['error_vs_exact']:.3f}",
-                        f"{cands[peer]['error_vs_exact']:.3f}",
+                        fmt_error(r),
+                        fmt_error(cands[peer]),
                         f"{r['params']['error_of_mean_pooling']:.3f}",
                     ]
                 )
     return header, body
+
+
+def draws_line(run: Run) -> str | None:
+    """How many projections each Performer error of the sweep averages, if more than one."""
+    counts = {
+        len(r["error_draws"])
+        for r in rows(run, "approx_sweep")
+        if len(r.get("error_draws") or []) > 1
+    }
+    if not counts:
+        return None
+    shown = " or ".join(map(str, sorted(counts)))
+    return (
+        f"{label(run)}: each Performer error is the mean ± standard deviation over {shown} "
+        "independent orthogonal projections (the first of them is the one timed); the "
+        "Nyström errors are deterministic."
+    )
 
 
 def _performer_pairs(run: Run) -> list[tuple[Row, Row]]:
@@ -417,8 +449,8 @@ def epsilon_table(runs: list[Run]) -> Table:
     header = [
         "Machine",
         "m",
-        "kexue error",
-        "peer error",
+        "kexue error, timed projection",
+        "peer error, same projection",
         "both with ε = 0",
         "mean pooling",
         "kexue vs peer output",
@@ -643,7 +675,7 @@ def pooling_budgets(run: Run, method: str, within: float = 0.1) -> list[int]:
     for c in by_group(run, "approx_sweep").values():
         if ours in c and peer in c and c[ours]["params"]["method"] == method:
             floor = (1 - within) * c[ours]["params"]["error_of_mean_pooling"]
-            if min(c[ours]["error_vs_exact"], c[peer]["error_vs_exact"]) >= floor:
+            if min(error_of(c[ours]), error_of(c[peer])) >= floor:
                 out.append(c[ours]["params"]["budget"])
     return sorted(out)
 
@@ -865,18 +897,27 @@ def draw_attention(ax_time, ax_memory, run: Run, suite: str) -> None:
     ax_memory.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), fontsize="small")
 
 
+def spread(row: Row) -> float:
+    """Sample standard deviation of a row's errors over projections (0 with one error)."""
+    draws = row.get("error_draws") or []
+    return float(np.std(draws, ddof=1)) if len(draws) > 1 else 0.0
+
+
 def draw_error_cost(ax, run: Run, method: str) -> None:
     """Error against time over the sweep's budgets; budgets labelled on the kexue curve only."""
     title, ours = next((p[1], p[2]) for p in APPROX_PAIRS if p[0] == method)
     sweep = [r for r in rows(run, "approx_sweep") if r["params"]["method"] == method]
-    points: dict[str, list[tuple[float, float, int]]] = {}
+    points: dict[str, list[tuple[float, float, int, float]]] = {}
     for r in sweep:
         points.setdefault(r["candidate"], []).append(
-            (r["time_s"]["median"], r["error_vs_exact"], r["params"]["budget"])
+            (r["time_s"]["median"], error_of(r), r["params"]["budget"], spread(r))
         )
     for name, pts in points.items():
-        t, e, m = np.array(sorted(pts)).T
-        ax.loglog(t * 1e3, e, "o-" if name == ours else "s--", ms=3, label=name)
+        t, e, m, sd = np.array(sorted(pts)).T
+        ax.errorbar(
+            t * 1e3, e, yerr=sd, fmt="o-" if name == ours else "s--", ms=3, label=name
+        )
+        ax.set(xscale="log", yscale="log")
         if name == ours:
             for ti, ei, mi in zip(t, e, m, strict=True):
                 ax.annotate(

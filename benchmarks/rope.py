@@ -30,9 +30,14 @@ import torch
 from benchmarks.harness import Candidate, Settings, compare, measure_group
 from kexue.positions.rope import RotaryEmbedding, apply_rope, rope_cos_sin
 
-CPU_SHAPES = [
+CPU_SHAPES = [  # from 0.5 MB to 64 MB of float32, about doubling
     ((1, 8, 256, 64), torch.float32),
+    ((1, 8, 512, 64), torch.float32),
+    ((1, 8, 1024, 64), torch.float32),
+    ((2, 8, 1024, 64), torch.float32),
     ((2, 16, 1024, 64), torch.float32),
+    ((2, 16, 2048, 64), torch.float32),
+    ((4, 16, 2048, 64), torch.float32),
     ((4, 32, 2048, 64), torch.float32),
 ]
 GPU_SHAPES = [

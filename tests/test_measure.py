@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from kexue.measure import median_time, peak_memory
+from kexue.measure import best_time, median_time, peak_memory
 
 MIB = 2**20
 
@@ -17,9 +17,24 @@ def test_median_time_of_a_sleep():
     assert 0.009 < elapsed < 0.2
 
 
-def test_median_time_rejects_bad_counts():
-    with pytest.raises(ValueError, match="repeats"):
-        median_time(lambda: None, repeats=0)
+@pytest.mark.parametrize("timer", [median_time, best_time])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"repeats": 0}, "repeats"),
+        ({"repeats": 2.5}, "repeats"),
+        ({"warmup": -1}, "warmup"),
+    ],
+)
+def test_timers_reject_bad_counts(timer, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        timer(lambda: None, **kwargs)
+
+
+def test_best_time_is_the_fastest_call():
+    pauses = iter([0.03, 0.005, 0.03])  # one fast call among slow ones
+    fastest = best_time(lambda: time.sleep(next(pauses)), repeats=3, warmup=0)
+    assert 0.004 < fastest < 0.02
 
 
 def test_peak_counts_tensors_alive_together(device):

@@ -207,6 +207,7 @@ def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
         base = r["params"]["error_of_mean_pooling"]
         worse = r["params"]["budget"] == 32 and r["params"]["method"] == "nystrom"
         r["error_vs_exact"] = 2 * base if worse else 0.5 * base
+        r.pop("error_draws", None)  # a single error per row
     assert report.pooling_budgets(run, "nystrom") == [32]
     assert report.pooling_budgets(run, "performer") == []
     assert "m$ = 32" in report.pooling_line(run, "nystrom")
@@ -218,6 +219,26 @@ def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
             "Nyström no less accurate than nystrom-attention at equal cost"
         ].measured
     )
+
+
+def test_errors_over_projections_are_averaged_with_their_spread() -> None:
+    one = {"error_vs_exact": 0.25}
+    several = {"error_vs_exact": 0.1, "error_draws": [0.1, 0.3, 0.2]}
+    assert report.error_of(one) == 0.25 and report.spread(one) == 0.0
+    assert abs(report.error_of(several) - 0.2) < 1e-12  # the mean, not the timed draw
+    assert abs(report.spread(several) - 0.1) < 1e-12  # sample standard deviation
+    assert report.fmt_error(several) == "0.200 ± 0.100"
+    assert report.fmt_error(one) == "0.250"
+
+
+def test_draws_line_counts_projections(runs) -> None:
+    run = copy.deepcopy(runs[0])
+    for r in report.rows(run, "approx_sweep"):
+        r.pop("error_draws", None)
+    assert report.draws_line(run) is None
+    r = next(r for r in report.rows(run, "approx_sweep"))
+    r["error_draws"] = [0.1] * 5
+    assert "over 5 independent" in report.draws_line(run)
 
 
 def test_crossover_needs_the_whole_interval_below_one(runs) -> None:

@@ -15,6 +15,12 @@ from typing import Literal
 
 import numpy as np
 
+__all__ = [
+    "Claim",
+    "ClaimsTable",
+    "use_book_style",
+]
+
 Verdict = Literal["reproduced", "partly", "contradicted", "not tested"]
 #: The four verdicts, in the order tables and the ledger list them.
 VERDICTS: tuple[str, ...] = ("reproduced", "partly", "contradicted", "not tested")

@@ -15,6 +15,11 @@ from pathlib import Path
 
 from torch import Tensor
 
+__all__ = [
+    "minilm_embeddings",
+    "minilm_weights_path",
+]
+
 _MINILM_TABLES = {
     "word": "embeddings.word_embeddings.weight",
     "position": "embeddings.position_embeddings.weight",

@@ -17,6 +17,12 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+__all__ = [
+    "best_time",
+    "median_time",
+    "peak_memory",
+]
+
 
 def median_time(
     fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1

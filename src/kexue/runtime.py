@@ -8,6 +8,11 @@ import random
 import numpy as np
 import torch
 
+__all__ = [
+    "get_device",
+    "seed_everything",
+]
+
 #: Environment variable that overrides :func:`get_device` (e.g. ``cpu`` or ``cuda:1``).
 DEVICE_ENV_VAR = "KEXUE_DEVICE"
 

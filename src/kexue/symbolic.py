@@ -6,6 +6,10 @@ from collections.abc import Callable, Sequence
 
 import sympy as sp
 
+__all__ = [
+    "torch_function",
+]
+
 
 def torch_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> Callable:
     """``sympy.lambdify(symbols, expr, modules="torch")``, numeric constants evaluated.

@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+__all__ = [
+    "partner_value",
+    "salient_class",
+    "salient_value",
+]
+
 
 def salient_value(
     generator: torch.Generator,

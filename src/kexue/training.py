@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+__all__ = [
+    "TrainLog",
+    "train",
+]
+
 
 @dataclass
 class TrainLog:

@@ -17,6 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "SalientValueHead",
+    "attention_entropy",
+    "entropy_gap",
+    "entropy_invariant_scale",
+    "laplace_entropy_gap",
+    "scaled_attention",
+    "visible_keys",
+]
+
 
 def entropy_invariant_scale(
     n: Tensor | float,

@@ -29,6 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "FastformerAttention",
+    "FastformerBlock",
+    "SequenceClassifier",
+    "TokenRegressor",
+    "explicit_softmax_attention",
+]
+
 
 class FastformerAttention(nn.Module):
     """Fastformer's additive self-attention, as the official ``FastSelfAttention``.

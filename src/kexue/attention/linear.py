@@ -16,6 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "OneLayerAttention",
+    "favor_features",
+    "linear_attention",
+    "orthogonal_gaussian",
+    "performer_attention",
+    "performer_relative_error",
+]
+
 FEATURE_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
     "elu": lambda x: F.elu(x) + 1,
     "exp": torch.exp,

@@ -14,6 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = [
+    "NystromAttention",
+    "filter_factors",
+    "hyperpower_step",
+    "iterative_pinv",
+    "kmeans_landmarks",
+    "local_sequence",
+    "nystrom_attention",
+    "nystrom_factors",
+    "pinv_residuals",
+    "predicted_pinv_residuals",
+    "segment_landmarks",
+    "smooth_sequence",
+    "steps_to_tolerance",
+]
+
 
 def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
     """Moore–Penrose pseudo-inverse of ``a`` by Nyströmformer's hyperpower iteration.

@@ -13,6 +13,14 @@ import mpmath
 import torch
 from torch import Tensor
 
+__all__ = [
+    "amplification",
+    "geometric_sum",
+    "geometric_sum_exact",
+    "geometric_sum_naive",
+    "ulps",
+]
+
 
 def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
     r"""Finite geometric series :math:`S_n(r) = \sum_{k<n} r^k`, accurate for every r.

@@ -36,6 +36,17 @@ from kexue.positions._validation import (
 )
 from kexue.positions.sinusoidal import frequencies, sinusoidal_embedding
 
+__all__ = [
+    "OneLayerAttention",
+    "RotaryEmbedding",
+    "apply_rope",
+    "decay_bound",
+    "lag_copy_batch",
+    "rope_angles",
+    "rope_cos_sin",
+    "rope_linear_attention",
+]
+
 Layout = Literal["interleaved", "half"]
 LAYOUTS: tuple[str, ...] = ("interleaved", "half")
 #: The position encodings :class:`OneLayerAttention` offers.

@@ -26,6 +26,16 @@ from torch import Tensor, nn
 from kexue.positions.rope import _rotate_interleaved, apply_rope
 from kexue.positions.sinusoidal import frequencies, share_explained_by_groups
 
+__all__ = [
+    "MixedRotaryEmbedding2d",
+    "PatchAttention",
+    "additive_residual",
+    "apply_rope_2d",
+    "grid_coords",
+    "offset_share",
+    "symbol_above_task",
+]
+
 #: The position encodings :class:`PatchAttention` knows.
 ENCODINGS: tuple[str, ...] = (
     "none",

@@ -28,6 +28,18 @@ from kexue.positions._validation import (
     output_dtype,
 )
 
+__all__ = [
+    "SinusoidalEmbedding",
+    "covariance_dominance",
+    "decay_integral",
+    "frequencies",
+    "power_decay_integral",
+    "relative_shift_matrix",
+    "share_explained_by_groups",
+    "sinusoidal_embedding",
+    "toeplitz_share",
+]
+
 
 def frequencies(
     dim: int,

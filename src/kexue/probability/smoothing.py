@@ -23,6 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = [
+    "convolve_numerically",
+    "kernel_density",
+    "smooth_abs",
+    "smooth_floor",
+    "smooth_max",
+    "smooth_relu",
+    "smooth_step",
+    "step_smoothed_relu",
+]
+
 Kernel = Literal["gaussian", "logistic"]
 KERNELS: tuple[str, ...] = ("gaussian", "logistic")
 

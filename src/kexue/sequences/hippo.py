@@ -24,6 +24,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+__all__ = [
+    "discretize",
+    "lagt",
+    "legendre_projection",
+    "legs",
+    "legs_matvec",
+    "legs_memory",
+    "legs_solve",
+    "legt",
+    "legt_memory",
+    "reconstruct",
+]
+
 Method = Literal["forward", "backward", "bilinear", "zoh"]
 METHODS: tuple[str, ...] = ("forward", "backward", "bilinear", "zoh")
 

@@ -16,7 +16,13 @@ BENCH_ARGS ?=
 # Sources of Python code that ruff checks (chapters are checked through jupytext, see scripts/).
 PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
 
-.PHONY: help setup lint format unit chapters chapter book html-check bench lab test clean
+# The python3 of a borrowed GPU machine (`make gpu-check`): it has torch, and no venv is made there.
+GPU_PYTHON ?= python3
+# The benchmark peers as wheels for that machine (Python 3.12, no network there): `make gpu-wheels`.
+WHEELS  := .whl
+
+.PHONY: help setup lint format unit chapters chapter book html-check bench lab test clean \
+	gpu-check gpu-wheels
 
 help:
 	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
@@ -30,6 +36,9 @@ help:
 	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
 	@echo "make bench       time kexue's kernels against the libraries people use (installs"
 	@echo "                 requirements-bench.txt) and write benchmarks/results/<device>.json"
+	@echo "make gpu-check   on a CUDA machine: unit and hostile-input tests on CUDA, short"
+	@echo "                 benchmarks to benchmarks/results/<gpu>.json (book/running.md)"
+	@echo "make gpu-wheels  download the benchmark peers as wheels into $(WHEELS)/ for gpu-check"
 	@echo "make lab         install JupyterLab (requirements-lab.txt) and open the chapters in it"
 	@echo "make clean       remove $(HTML), caches and $(VENV)"
 
@@ -86,6 +95,15 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# No set-up on purpose: it runs where there is no venv and no network (scripts/gpu-check.sh).
+gpu-check:
+	PYTHON=$(GPU_PYTHON) bash scripts/gpu-check.sh
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
+		-d $(WHEELS) $$(grep -v '^#' requirements-bench.txt)
 
 # JupyterLab is not part of the pinned book environment; it has its own pinned file.
 $(VENV)/.kexue-lab-installed: $(STAMP) requirements-lab.txt

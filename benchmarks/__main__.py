@@ -1,7 +1,9 @@
 """``python -m benchmarks``: run every suite and write ``benchmarks/results/<device>.json`` (``make bench``).
 
 Options: ``--suites rope,attention,hippo`` (default all), ``--device cpu|cuda`` (default: CUDA when
-present), ``--quick`` (tiny sizes, for a smoke test), ``--compile`` (also time the torch.compile'd RoPE
+present), ``--quick`` (tiny sizes, for a smoke test; written under ``_build/bench-quick/`` unless ``--out`` says
+otherwise, never over a committed results file), ``--short`` (the real sizes trimmed to fit about two
+minutes on a GPU: what ``make gpu-check`` runs on a borrowed GPU), ``--compile`` (also time the torch.compile'd RoPE
 rotation on the CPU; always on with CUDA. On the CPU it perturbs the timings of the eager candidates run
 after it, because inductor's kernels bring a second OpenMP thread pool), ``--threads N`` (torch's CPU
 threads; on a machine shared with other work, 1 avoids timing the operating system's scheduler: a
@@ -41,7 +43,14 @@ ROW_SUITES = {
 }
 
 
-def settings_for(device: torch.device, quick: bool) -> Settings:
+QUICK_DIR = Path("_build") / "bench-quick"
+
+
+def settings_for(device: torch.device, quick: bool, short: bool = False) -> Settings:
+    if short:
+        return Settings(
+            rounds=7, min_rounds=5, block_seconds=0.005, group_seconds=2.0, warmup=2
+        )
     if quick:
         return Settings(
             rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu"
     )
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--short", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -77,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         parser.error(f"unknown suites {unknown}; choose from {SUITES}")
+    if args.quick and args.short:
+        parser.error("--quick and --short exclude each other")
     device = torch.device(args.device)
-    settings = settings_for(device, args.quick)
+    settings = settings_for(device, args.quick, args.short)
+    size = "quick" if args.quick else "short" if args.short else "full"
     results = new_results(device, settings, peers.versions())
     results["settings"]["quick"] = args.quick
+    results["settings"]["short"] = args.short
     results["settings"]["suites"] = suites
     results["settings"]["argv"] = list(sys.argv[1:] if argv is None else argv)
     info = results["device"]
@@ -94,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         if suite == "rope":
             compile_rotation = device.type == "cuda" or args.compile
             results["rows"] += rope.run(
-                device, settings, quick=args.quick, compile_rotation=compile_rotation
+                device, settings, size=size, compile_rotation=compile_rotation
             )
         elif suite == "attention":
-            results["rows"] += attention.run(device, settings, quick=args.quick)
+            results["rows"] += attention.run(device, settings, size=size)
         else:
-            results["rows"] += hippo.run(device, settings, quick=args.quick)
+            results["rows"] += hippo.run(device, settings, size=size)
     for dist, version in results["peers"].items():
         if version is None:
             results["skipped"].append(
@@ -113,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             args.out or RESULTS_DIR / f"{results['device']['slug']}.json",
             suites,
         )
-    path = write_results(results, args.out)
+    out = args.out
+    if out is None and args.quick:
+        out = QUICK_DIR / f"{results['device']['slug']}.json"
+    path = write_results(results, out)
     failed = [r for r in results["rows"] if r["status"] == "failed check"]
     print(f"\nwrote {path} ({len(results['rows'])} rows, {results['wall_seconds']} s)")
     for item in results["skipped"]:

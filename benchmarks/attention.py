@@ -65,8 +65,17 @@ CHECK_UP_TO = (
 )
 
 
-def sizes(device: torch.device, quick: bool) -> dict[str, Any]:
-    if quick:
+def sizes(device: torch.device, size: str) -> dict[str, Any]:
+    """The suite's sizes: "quick" (a smoke test), "short" (fewer lengths and budgets)
+    or "full"."""
+    if size == "short":
+        full = sizes(device, "full")
+        return {
+            **full,
+            "lengths": full["lengths"][::2],
+            "budgets": full["budgets"][1::2],
+        }
+    if size == "quick":
         return {
             "batch": 1,
             "heads": 2,
@@ -200,10 +209,8 @@ def _math_fits(
     )
 
 
-def run(
-    device: torch.device, settings: Settings, *, quick: bool
-) -> list[dict[str, Any]]:
-    cfg = sizes(device, quick)
+def run(device: torch.device, settings: Settings, *, size: str) -> list[dict[str, Any]]:
+    cfg = sizes(device, size)
     performer_peer, nystrom_peer = peers.performer_pytorch(), peers.nystrom_attention()
     generator = torch.Generator().manual_seed(0)
     projection = orthogonal_gaussian(FEATURES, HEAD_DIM, generator=generator).to(device)

@@ -21,8 +21,12 @@ ONLINE_BATCH = 16
 TRANSITION_LIMIT_BYTES = 64 * 2**20
 
 
-def sizes(device: torch.device, quick: bool) -> dict[str, list[int]]:
-    if quick:
+def sizes(device: torch.device, size: str) -> dict[str, list[int]]:
+    """Sizes: "quick" (a smoke test), "short" (every other order, one length), "full"."""
+    if size == "short":
+        full = sizes(device, "full")
+        return {**full, "orders": full["orders"][::2], "lengths": full["lengths"][1:2]}
+    if size == "quick":
         return {"orders": [16, 64], "online_orders": [8], "lengths": [32, 64]}
     if device.type == "cuda":
         return {
@@ -37,10 +41,8 @@ def sizes(device: torch.device, quick: bool) -> dict[str, list[int]]:
     }
 
 
-def run(
-    device: torch.device, settings: Settings, *, quick: bool
-) -> list[dict[str, Any]]:
-    cfg = sizes(device, quick)
+def run(device: torch.device, settings: Settings, *, size: str) -> list[dict[str, Any]]:
+    cfg = sizes(device, size)
     rows: list[dict[str, Any]] = []
     for N in cfg["orders"]:
         torch.manual_seed(N)

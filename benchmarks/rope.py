@@ -101,11 +101,15 @@ def tolerance(dtype: torch.dtype, seq: int) -> float:
 
 
 def run(
-    device: torch.device, settings: Settings, *, quick: bool, compile_rotation: bool
+    device: torch.device, settings: Settings, *, size: str, compile_rotation: bool
 ) -> list[dict[str, Any]]:
-    shapes = (
-        QUICK_SHAPES if quick else (GPU_SHAPES if device.type == "cuda" else CPU_SHAPES)
-    )
+    """``size``: "quick" (a smoke test), "short" (the first and last shape) or "full"."""
+    shapes = GPU_SHAPES if device.type == "cuda" else CPU_SHAPES
+    if size == "quick":
+        shapes = QUICK_SHAPES
+    elif size == "short":
+        per_dtype = len({dtype for _, dtype in shapes})
+        shapes = shapes[:per_dtype] + shapes[-per_dtype:]
     rows: list[dict[str, Any]] = []
     for shape, dtype in shapes:
         rows += _group(shape, dtype, device, settings, compile_rotation)

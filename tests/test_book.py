@@ -155,3 +155,30 @@ def test_a_claim_is_added_once_and_must_be_a_claim() -> None:
         claims.add(Claim("c", "s", "m2", passed=True))
     with pytest.raises(TypeError, match="expected a Claim"):
         claims.add("c")  # type: ignore[arg-type]
+
+
+def test_an_empty_table_tallies_zero_claims() -> None:
+    assert ClaimsTable().tally() == "0 claims."
+    assert repr(ClaimsTable()) == "ClaimsTable([])"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"partly": "yes"}, "partly must be a bool"),
+        ({"rests_on": 3}, "rests_on must be"),
+    ],
+)
+def test_qualifiers_of_the_wrong_type_are_named(kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        Claim("c", "s", "m", passed=True, why="w", **kwargs)
+
+
+def test_numpy_bools_are_plain_bools() -> None:
+    claim = Claim("c", "s", "m", passed=np.bool_(True), partly=np.bool_(True), why="w")
+    assert claim.passed is True and claim.partly is True and claim.verdict == "partly"
+
+
+def test_claims_must_be_an_iterable_of_claims() -> None:
+    with pytest.raises(TypeError, match="claims must be an iterable"):
+        ClaimsTable(5)  # type: ignore[arg-type]

@@ -19,16 +19,23 @@ def test_median_time_of_a_sleep():
 
 @pytest.mark.parametrize("timer", [median_time, best_time])
 @pytest.mark.parametrize(
-    "kwargs, name",
+    "kwargs, error, name",
     [
-        ({"repeats": 0}, "repeats"),
-        ({"repeats": 2.5}, "repeats"),
-        ({"warmup": -1}, "warmup"),
+        ({"repeats": 0}, ValueError, "repeats"),
+        ({"repeats": 2.5}, TypeError, "repeats"),
+        ({"warmup": -1}, ValueError, "warmup"),
+        ({"warmup": True}, TypeError, "warmup"),
     ],
 )
-def test_timers_reject_bad_counts(timer, kwargs, name):
-    with pytest.raises(ValueError, match=name):
+def test_timers_reject_bad_counts(timer, kwargs, error, name):
+    with pytest.raises(error, match=name):
         timer(lambda: None, **kwargs)
+
+
+@pytest.mark.parametrize("timer", [median_time, best_time])
+def test_timers_reject_a_non_callable(timer):
+    with pytest.raises(TypeError, match="fn must be callable"):
+        timer(None)
 
 
 def test_best_time_is_the_fastest_call():
@@ -79,3 +86,7 @@ def test_no_stderr_is_left_behind(capfd):
 def test_peak_memory_rejects_other_devices():
     with pytest.raises(ValueError, match="cpu or cuda"):
         peak_memory(lambda: None, "meta")
+    with pytest.raises(ValueError, match="device='gpu0' is not a torch device"):
+        peak_memory(lambda: None, "gpu0")
+    with pytest.raises(TypeError, match="device must be"):
+        peak_memory(lambda: None, 1.5)

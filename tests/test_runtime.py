@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -72,6 +73,55 @@ def test_seed_everything_makes_all_three_generators_repeat() -> None:
 def test_seed_must_be_an_integer(seed: object) -> None:
     with pytest.raises(TypeError, match="seed must be an int"):
         seed_everything(seed)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def restore_determinism():
+    """Put torch's determinism settings and the cuBLAS variable back after a test."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    yield saved
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:4]
+    if saved[4] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
+
+
+def test_deterministic_mode_is_undone_by_a_later_plain_call(
+    restore_determinism: tuple,
+) -> None:
+    """Regression: deterministic=True used to stay on for every later experiment."""
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    seed_everything(0, deterministic=True)  # twice: the first snapshot is kept
+    seed_everything(0)
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    ) == restore_determinism
+
+
+def test_deterministic_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="deterministic must be a bool"):
+        seed_everything(0, deterministic="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("preferred", [1.5, ["cpu"], True])
+def test_preferred_of_the_wrong_type_is_a_type_error(preferred: object) -> None:
+    with pytest.raises(TypeError, match="preferred must be"):
+        get_device(preferred)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])

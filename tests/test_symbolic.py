@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import sympy as sp
 import torch
 
@@ -39,3 +40,17 @@ def test_plain_lambdify_would_fail_on_the_same_expression() -> None:
         torch_function(sp.sqrt(2) * x, [x])(torch.ones(2)),
         torch.full((2,), math.sqrt(2)),
     )
+
+
+def test_arguments_are_checked_by_name() -> None:
+    x, y = sp.symbols("x y")
+    with pytest.raises(TypeError, match="expr must be a SymPy expression"):
+        torch_function("x**2", [x])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="symbols must be a list or tuple"):
+        torch_function(x**2, {x})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="symbols must hold SymPy symbols"):
+        torch_function(x**2, ["x"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="symbols misses y"):
+        torch_function(x * y, [x])
+    with pytest.raises(ValueError, match="must not repeat"):
+        torch_function(x, [x, x])

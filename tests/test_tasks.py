@@ -23,8 +23,20 @@ def test_same_generator_seed_same_task() -> None:
 
 
 def test_bad_sizes() -> None:
-    with pytest.raises(ValueError, match="length >= 1"):
+    with pytest.raises(ValueError, match="length must be a positive int"):
         salient_value(torch.Generator(), 3, 0)
+    with pytest.raises(TypeError, match="count must be an int"):
+        salient_value(torch.Generator(), 2.5, 4)
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator"):
+        salient_value(0, 2, 4)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="device='gpu0'"):
+        salient_value(torch.Generator(), 2, 4, device="gpu0")
+
+
+def test_salient_value_target_is_writable() -> None:
+    _, _, target = salient_value(torch.Generator().manual_seed(0), 3, 4)
+    target[0, 0] = 1.0  # an expanded view would refuse this write
+    assert target[0, 1] != 1.0 or target[0, 0] == target[0, 1]
 
 
 def test_partner_value_pairs_every_token_with_its_twin() -> None:
@@ -62,7 +74,9 @@ def test_new_tasks_are_deterministic_and_check_sizes() -> None:
     first = partner_value(torch.Generator().manual_seed(3), 4, 3)
     second = partner_value(torch.Generator().manual_seed(3), 4, 3)
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    with pytest.raises(ValueError, match="symbols >= pairs"):
+    with pytest.raises(ValueError, match="symbols must be >= pairs"):
         partner_value(torch.Generator(), 3, 4, symbols=3)
-    with pytest.raises(ValueError, match="min_length <= length"):
+    with pytest.raises(ValueError, match="min_length must be <= length"):
         salient_class(torch.Generator(), 3, 4, min_length=5)
+    with pytest.raises(TypeError, match="classes must be an int"):
+        salient_class(torch.Generator(), 3, 4, classes=2.0)

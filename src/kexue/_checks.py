@@ -71,6 +71,46 @@ def choice(value: object, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
+def flag(value: object, name: str) -> bool:
+    """``value`` as a bool (not 0/1, not a tensor)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
+    """``dtype`` a real floating ``torch.dtype``; None means the default float dtype."""
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def generator(value: object, name: str = "generator") -> torch.Generator | None:
+    """``value`` a ``torch.Generator`` or None."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(value).__name__}"
+        )
+    return value
+
+
+def device(value: object, name: str = "device") -> torch.device:
+    """``value`` (a ``torch.device``, a string such as ``"cuda:1"`` or an index) as a
+    ``torch.device``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | torch.device):
+        raise TypeError(
+            f"{name} must be a torch.device, a device string or an index, "
+            f"got {type(value).__name__}"
+        )
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"{name}={value!r} is not a torch device (try 'cpu' or 'cuda')"
+        ) from err
+
+
 def tensor(
     x: object,
     name: str,

@@ -86,8 +86,16 @@ class Claim:
                 )
         if not self.claim.strip() or not self.source.strip():
             raise ValueError("a claim needs its text and its source")
-        if isinstance(self.passed, np.bool_):
-            object.__setattr__(self, "passed", bool(self.passed))
+        for name in ("passed", "partly"):
+            if isinstance(getattr(self, name), np.bool_):
+                object.__setattr__(self, name, bool(getattr(self, name)))
+        if not isinstance(self.partly, bool):
+            raise TypeError(f"partly must be a bool, got {type(self.partly).__name__}")
+        if self.rests_on is not None and not isinstance(self.rests_on, str):
+            raise TypeError(
+                f"rests_on must be an equation label (str) or None, "
+                f"got {type(self.rests_on).__name__}"
+            )
         object.__setattr__(self, "verdict", _verdict(self.passed, partly=self.partly))
         if self.partly and self.passed is not True:
             raise ValueError("partly=True only qualifies a claim that passed")
@@ -118,6 +126,10 @@ class ClaimsTable:
     """
 
     def __init__(self, claims: Iterable[Claim] = ()) -> None:
+        if isinstance(claims, str) or not isinstance(claims, Iterable):
+            raise TypeError(
+                f"claims must be an iterable of Claim, got {type(claims).__name__}"
+            )
         self.claims: list[Claim] = []
         for claim in claims:
             self.add(claim)
@@ -137,6 +149,8 @@ class ClaimsTable:
     def tally(self) -> str:
         """One line: the number of claims and how many got each verdict."""
         parts = [f"{n} {v}" for v, n in self.counts().items() if n]
+        if not parts:
+            return "0 claims."
         return f"{len(self.claims)} claims: " + ", ".join(parts) + "."
 
     def _repr_markdown_(self) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from kexue import _checks
+
 __all__ = [
     "best_time",
     "median_time",
@@ -31,6 +33,10 @@ def median_time(
 
     ``warmup`` calls run first and are not timed. CUDA work is synchronised before and
     after each call, so queued kernels are counted.
+
+    Raises:
+        TypeError: ``fn`` is not callable, ``repeats`` or ``warmup`` not an int.
+        ValueError: ``repeats < 1`` or ``warmup < 0``.
     """
     return statistics.median(_wall_times(fn, repeats, warmup))
 
@@ -40,16 +46,16 @@ def best_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) ->
 
     Other work on the machine only ever adds time to a call, so on a shared machine the
     fastest call is the steadiest estimate of what the call itself costs (the advice of
-    Python's ``timeit``). Warm-up and synchronisation as in :func:`median_time`.
+    Python's ``timeit``). Warm-up, synchronisation and errors as in
+    :func:`median_time`.
     """
     return min(_wall_times(fn, repeats, warmup))
 
 
 def _wall_times(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    _callable(fn, "fn")
+    repeats = _checks.positive_int(repeats, "repeats")
+    warmup = _checks.nonnegative_int(warmup, "warmup")
     for _ in range(warmup):
         fn()
     times = []
@@ -72,8 +78,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
     of their running sum is returned; scratch memory inside a fused kernel is counted
     too. The profiler's C++ start/stop log lines on file descriptor 2 are silenced, so a
     notebook cell stays free of stderr output.
+
+    Raises:
+        TypeError: ``fn`` is not callable, ``device`` not a device.
+        ValueError: ``device`` is neither the CPU nor an available CUDA device.
     """
-    device = torch.device(device)
+    _callable(fn, "fn")
+    device = _checks.device(device, "device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was given but CUDA is not available here")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -101,6 +114,11 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
         running += nbytes
         peak = max(peak, running)
     return int(peak)
+
+
+def _callable(fn: object, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kexue import _checks
+
 __all__ = [
     "partner_value",
     "salient_class",
@@ -27,12 +29,21 @@ def salient_value(
     salience, and how sharply it can do so is what the entropy and linear-attention
     chapters measure. Drawn on the CPU from ``generator`` (so results do not depend on
     the device), then moved to ``device``.
+
+    Raises:
+        TypeError: ``generator`` is not a ``torch.Generator``, ``count`` or ``length``
+            not an int, ``device`` not a device.
+        ValueError: ``generator`` is not a CPU generator, ``count < 0``,
+            ``length < 1``, or ``device`` is unknown.
     """
-    if count < 0 or length < 1:
-        raise ValueError(f"need count >= 0 and length >= 1, got {count}, {length}")
+    _generator(generator)
+    count = _checks.nonnegative_int(count, "count")
+    length = _checks.positive_int(length, "length")
+    device = _device(device)
     values = torch.randn(count, length, generator=generator)
     salience = torch.randn(count, length, generator=generator)
-    target = values.gather(1, salience.argmax(1, keepdim=True)).expand(count, length)
+    best = values.gather(1, salience.argmax(1, keepdim=True))
+    target = best.expand(count, length).contiguous()  # writable, like the others
     return values.to(device), salience.to(device), target.to(device)
 
 
@@ -54,13 +65,19 @@ def partner_value(
     (query = own symbol, key = symbol); an average shared by all tokens cannot, because
     the target is independent of the token's own value and of any one global summary of
     fixed size. Drawn on the CPU from ``generator``, then moved to ``device``.
+
+    Raises:
+        TypeError: as :func:`salient_value`, or ``pairs``/``symbols`` not an int.
+        ValueError: as :func:`salient_value`, or ``pairs < 1`` or
+            ``symbols < pairs``.
     """
-    symbols = 2 * pairs if symbols is None else symbols
-    if count < 0 or pairs < 1 or symbols < pairs:
-        raise ValueError(
-            "need count >= 0, pairs >= 1 and symbols >= pairs, "
-            f"got {count}, {pairs}, {symbols}"
-        )
+    _generator(generator)
+    count = _checks.nonnegative_int(count, "count")
+    pairs = _checks.positive_int(pairs, "pairs")
+    symbols = 2 * pairs if symbols is None else _checks.positive_int(symbols, "symbols")
+    if symbols < pairs:
+        raise ValueError(f"symbols must be >= pairs = {pairs}, got {symbols}")
+    device = _device(device)
     length = 2 * pairs
     chosen = torch.rand(count, symbols, generator=generator).argsort(dim=1)[:, :pairs]
     ids = torch.cat([chosen, chosen], dim=1)
@@ -90,12 +107,20 @@ def salient_class(
     tokens) and ``target`` (long, ``(count,)``). Padded tokens hold class 0 and salience
     0 and must be ignored through the mask. Drawn on the CPU from ``generator``, then
     moved to ``device``.
+
+    Raises:
+        TypeError: as :func:`salient_value`, or ``classes``/``min_length`` not an int.
+        ValueError: as :func:`salient_value`, or ``classes < 1`` or ``min_length``
+            outside ``[1, length]``.
     """
-    if count < 0 or classes < 1 or not 1 <= min_length <= length:
-        raise ValueError(
-            "need count >= 0, classes >= 1 and 1 <= min_length <= length, "
-            f"got {count}, {classes}, {min_length}, {length}"
-        )
+    _generator(generator)
+    count = _checks.nonnegative_int(count, "count")
+    length = _checks.positive_int(length, "length")
+    classes = _checks.positive_int(classes, "classes")
+    min_length = _checks.positive_int(min_length, "min_length")
+    if min_length > length:
+        raise ValueError(f"min_length must be <= length = {length}, got {min_length}")
+    device = _device(device)
     lengths = torch.randint(min_length, length + 1, (count,), generator=generator)
     mask = torch.arange(length) < lengths.unsqueeze(1)
     labels = torch.randint(classes, (count, length), generator=generator) * mask
@@ -103,3 +128,20 @@ def salient_class(
     best = salience.masked_fill(~mask, float("-inf")).argmax(dim=1, keepdim=True)
     target = labels.gather(1, best).squeeze(1)
     return labels.to(device), salience.to(device), mask.to(device), target.to(device)
+
+
+def _generator(generator: object) -> None:
+    """The tasks draw on the CPU: ``generator`` must be a CPU ``torch.Generator``."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator, got {type(generator).__name__}"
+        )
+    if generator.device.type != "cpu":
+        raise ValueError(
+            f"generator must be a CPU generator (tasks are drawn on the CPU), "
+            f"got one on {generator.device}"
+        )
+
+
+def _device(device: object) -> torch.device | None:
+    return None if device is None else _checks.device(device, "device")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from kexue import _checks
+
 __all__ = [
     "TrainLog",
     "train",
@@ -63,27 +65,35 @@ def train(
 
     Returns:
         A :class:`TrainLog` of the per-step losses and the evaluations. The model is
-        left in training mode.
+        left in training mode (also when ``loss`` or ``evaluate`` raises).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``; ``loss`` or ``evaluate`` not
+            callable; ``steps`` or ``every`` not an int, ``lr`` not a number; ``loss``
+            returned something other than a tensor, ``evaluate`` something other than
+            a number.
+        ValueError: ``model`` has no trainable parameter; ``steps < 0``,
+            ``every < 1``, ``lr`` not positive and finite; ``loss`` returned a
+            non-scalar or a tensor without gradient.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    if every is not None and (
-        isinstance(every, bool) or not isinstance(every, int) or every < 1
-    ):
-        raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
+    if not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(
+            f"evaluate must be callable or None, got {type(evaluate).__name__}"
+        )
+    steps = _checks.nonnegative_int(steps, "steps")
+    every = None if every is None else _checks.positive_int(every, "every")
+    lr = _checks.real(lr, "lr", positive=True)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameters (requires_grad=True)")
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     log = TrainLog()
     model.train()
     for step in range(1, steps + 1):
-        value = loss(model)
-        if value.ndim != 0:
-            raise ValueError(
-                f"loss must return a scalar, got shape {tuple(value.shape)}"
-            )
+        value = _scalar_loss(loss(model))
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
@@ -95,9 +105,32 @@ def train(
     return log
 
 
+def _scalar_loss(value: object) -> Tensor:
+    """What ``loss`` returned, checked: a scalar tensor with a gradient."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"loss must return a tensor, got {type(value).__name__}")
+    if value.ndim != 0:
+        raise ValueError(f"loss must return a scalar, got shape {tuple(value.shape)}")
+    if not value.requires_grad:
+        raise ValueError(
+            "loss must return a tensor computed from the model's parameters "
+            "(it has no gradient)"
+        )
+    return value
+
+
 def _evaluate(model: nn.Module, evaluate: Callable[[nn.Module], float]) -> float:
     model.eval()
-    with torch.no_grad():
-        value = float(evaluate(model))
-    model.train()
-    return value
+    try:
+        with torch.no_grad():
+            value = evaluate(model)
+    finally:
+        model.train()
+    try:
+        if isinstance(value, str | bytes):
+            raise TypeError
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"evaluate must return a number, got {type(value).__name__}"
+        ) from err

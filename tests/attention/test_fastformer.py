@@ -125,7 +125,7 @@ def test_padding_may_hold_anything_even_nan(device: torch.device) -> None:
 def test_a_sequence_of_only_padding_stays_finite() -> None:
     layer = FastformerAttention(8, 2)
     out = layer(torch.randn(1, 4, 8), torch.zeros(1, 4, dtype=torch.bool))
-    assert torch.isfinite(out).all()
+    assert torch.equal(out, torch.zeros_like(out))  # zeros, not NaN
 
 
 @settings(max_examples=20, deadline=None)
@@ -206,11 +206,11 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="dropout must be in"):
         FastformerBlock(8, 2, dropout=1.0)
     layer = FastformerAttention(8, 2)
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, seq, 8\)"):
+    with pytest.raises(ValueError, match="x must have 3 dimensions"):
         layer(torch.randn(4, 8))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, seq, 8\)"):
         layer(torch.randn(1, 4, 6))
-    with pytest.raises(TypeError, match="x must be a floating tensor"):
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
         layer(torch.ones(1, 4, 8, dtype=torch.long))
     with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
         layer([[0.0] * 8])

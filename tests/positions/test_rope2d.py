@@ -154,10 +154,17 @@ def test_coords_must_be_pairs() -> None:
         apply_rope_2d(torch.randn(4, 8), grid_coords(3, 3))
 
 
-@pytest.mark.parametrize(("height", "width"), [(0, 3), (3, -1), (2.0, 2)])
-def test_grid_must_be_positive(height, width) -> None:
-    with pytest.raises(ValueError, match="must be a positive int"):
+@pytest.mark.parametrize(
+    ("height", "width", "error"),
+    [(-1, 3, ValueError), (3, -1, ValueError), (2.0, 2, TypeError)],
+)
+def test_grid_sides_must_be_non_negative_ints(height, width, error) -> None:
+    with pytest.raises(error, match=r"must be (a non-negative int|an int)"):
         grid_coords(height, width)
+
+
+def test_an_empty_grid_has_no_coordinates() -> None:
+    assert grid_coords(0, 3).shape == (0, 2)
 
 
 def test_mixed_module_checks_shapes() -> None:
@@ -182,9 +189,9 @@ def test_additive_residual_against_float64_least_squares() -> None:
 
 
 def test_additive_residual_rejects_bad_surfaces() -> None:
-    with pytest.raises(ValueError, match="2-D tensor"):
+    with pytest.raises(ValueError, match="surface must have 2 dimensions"):
         additive_residual(torch.zeros(3))
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(TypeError, match="surface must have a floating dtype"):
         additive_residual(torch.zeros(3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="constant"):
         additive_residual(torch.ones(3, 3))
@@ -198,8 +205,8 @@ def test_symbol_above_task_targets_the_row_above() -> None:
     assert int(inputs.max()) < 6 and int(inputs.min()) >= 0
     assert (targets[:, :5] == -100).all()
     torch.testing.assert_close(targets[:, 5:], inputs[:, :-5])
-    with pytest.raises(ValueError, match="count must be a positive int"):
-        symbol_above_task(torch.Generator(), 0, 4, 5)
+    with pytest.raises(ValueError, match="count must be a non-negative int"):
+        symbol_above_task(torch.Generator(), -1, 4, 5)
     with pytest.raises(ValueError, match="width must be a positive int"):
         symbol_above_task(torch.Generator(), 2, 4, 0)
 

@@ -232,14 +232,14 @@ def test_bad_positions_are_rejected(positions: object) -> None:
 
 
 def test_integer_dtype_for_the_output_is_rejected() -> None:
-    with pytest.raises(TypeError, match="dtype must be a floating torch dtype"):
+    with pytest.raises(TypeError, match=r"dtype must be a floating torch\.dtype"):
         sinusoidal_embedding(torch.arange(3), 8, dtype=torch.int64)
 
 
 def test_module_rejects_positions_on_another_device() -> None:
     module = SinusoidalEmbedding(8)
     module.table = module.table.to("meta")
-    with pytest.raises(ValueError, match="move one of them"):
+    with pytest.raises(ValueError, match="move them to one device"):
         module(torch.arange(3))
 
 
@@ -265,7 +265,7 @@ def test_toeplitz_share_against_a_direct_least_squares_fit() -> None:
 def test_toeplitz_share_rejects_non_square_input() -> None:
     with pytest.raises(ValueError, match=r"shape \(\.\.\., n, n\)"):
         toeplitz_share(torch.zeros(3, 4))
-    with pytest.raises(TypeError, match="real floating-point"):
+    with pytest.raises(TypeError, match="matrix must have a floating dtype"):
         toeplitz_share(torch.zeros(3, 3, dtype=torch.int64))
 
 
@@ -320,7 +320,7 @@ def test_decay_integrals_reject_bad_arguments() -> None:
         decay_integral(1.0, base=1.0)
     with pytest.raises(TypeError, match="alpha must be a number"):
         power_decay_integral(1.0, "2")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="alpha must be a finite positive number"):
+    with pytest.raises(ValueError, match="alpha must be positive"):
         power_decay_integral(1.0, 0.0)
 
 
@@ -367,7 +367,7 @@ def test_covariance_dominance_of_independent_and_of_rank_one_tables() -> None:
 
 
 def test_covariance_dominance_rejects_bad_tables() -> None:
-    with pytest.raises(TypeError, match="real floating-point"):
+    with pytest.raises(TypeError, match="table must have a floating dtype"):
         covariance_dominance(torch.ones(4, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"shape \(samples, dim\)"):
         covariance_dominance(torch.ones(4))

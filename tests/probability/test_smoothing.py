@@ -140,18 +140,18 @@ def test_width_can_be_a_tensor() -> None:
 
 @pytest.mark.parametrize("width", [0.0, -1.0, math.inf, math.nan])
 def test_bad_width_is_rejected(width: float) -> None:
-    with pytest.raises(ValueError, match="width must be positive and finite"):
+    with pytest.raises(ValueError, match=r"width must be (positive|a finite number)"):
         smooth_relu(torch.zeros(3), width)
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="kernel must be one of"):
         smooth_step(torch.zeros(3), 1.0, kernel="cauchy")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
         smooth_relu(torch.zeros(3, dtype=torch.long), 1.0)
     with pytest.raises(ValueError, match="lo <= 0 <= hi"):
         smooth_floor(torch.zeros(3), 0.1, lo=1, hi=5)
-    with pytest.raises(TypeError, match="b must be a tensor"):
+    with pytest.raises(TypeError, match=r"b must be a torch\.Tensor"):
         smooth_max(torch.zeros(3), 0.0, 1.0)  # type: ignore[arg-type]
 
 
@@ -178,7 +178,7 @@ def test_convolve_numerically_against_the_test_reference(kernel: str) -> None:
 
 def test_convolve_numerically_rejects_bad_grids() -> None:
     x = torch.zeros(3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="must be 1-D"):
+    with pytest.raises(ValueError, match="grid must have 1 dimensions"):
         convolve_numerically(F.relu, x, 1.0, grid=torch.zeros(2, 2))
     with pytest.raises(ValueError, match="increasing"):
         convolve_numerically(F.relu, x, 1.0, grid=torch.tensor([0.0, 0.0, 1.0]))

@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue import _checks
+from kexue.foundations.masking import masked_mean, masked_softmax
+
 __all__ = [
     "FastformerAttention",
     "FastformerBlock",
@@ -52,10 +55,11 @@ class FastformerAttention(nn.Module):
     - Both divide the scores by ``sqrt(d_h)`` and both pool ``p_i = k_i * q_bar`` (not
       ``k_i``) into the global key; the code adds the query to the output, as the
       paper's text says.
-    - The official code uses an additive mask of -10000; here padded scores are set to
-      the most negative finite number of the dtype and padded queries and ``p_i`` are
-      zeroed before pooling, so real tokens never see padding (not even a NaN stored
-      there), and their outputs do not depend on how much padding follows.
+    - The official code uses an additive mask of -10000; here padded tokens are zeroed
+      before any arithmetic and get exactly zero pooling weight
+      (:func:`~kexue.foundations.masking.masked_softmax`), so real tokens never see
+      padding (not even a NaN stored there), and their outputs do not depend on how
+      much padding follows.
     - Initialisation is PyTorch's default for ``nn.Linear`` (the official code draws
       weights from ``N(0, 0.02^2)`` and zeroes biases; call
       ``reset_parameters(std=0.02)`` for that).
@@ -72,8 +76,15 @@ class FastformerAttention(nn.Module):
 
     Shapes:
         ``x``: ``(batch, seq, dim)``; ``mask``: ``(batch, seq)`` boolean, True = real
-        token; output ``(batch, seq, dim)``. Outputs at padded positions are computed
-        like any other but carry nothing to real tokens; ignore them downstream.
+        token; output ``(batch, seq, dim)``, zero at padded positions (a sequence with
+        no real token gives zeros). Half precision: the projections run in the
+        layer's dtype, the pooling (softmaxes, products, sums) in float32.
+
+    Raises:
+        TypeError: ``dim``/``heads`` not ints, flags not bools; in ``forward``, ``x``
+            not a floating tensor of the layer's dtype, ``mask`` not boolean.
+        ValueError: sizes out of range; ``x`` or ``mask`` of the wrong shape or on
+            another device than the layer.
     """
 
     def __init__(
@@ -86,8 +97,14 @@ class FastformerAttention(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("heads", heads)):
-            _check_positive_int(name, value)
+        dim = _checks.positive_int(dim, "dim")
+        heads = _checks.positive_int(heads, "heads")
+        for name, flag in (
+            ("share_query_value", share_query_value),
+            ("query_residual", query_residual),
+            ("bias", bias),
+        ):
+            _checks.flag(flag, name)
         if dim % heads != 0:
             raise ValueError(
                 f"dim must be divisible by heads, got dim={dim}, heads={heads}"
@@ -126,39 +143,41 @@ class FastformerAttention(nn.Module):
             x: ``(batch, seq, dim)``.
             mask: ``(batch, seq)`` boolean, True at real tokens; None means no padding.
             return_weights: also return the pooling weights ``alpha`` and ``beta``, each
-                ``(batch, seq, heads)`` and summing to 1 over ``seq`` (zero at padding).
+                ``(batch, seq, heads)`` and summing to 1 over ``seq`` (zero at padding,
+                zero everywhere for a sequence with no real token).
 
         Returns:
             ``(batch, seq, dim)``, or ``(out, alpha, beta)`` with ``return_weights``.
         """
-        _check_input(x, mask, self.dim)
+        _check_input(x, mask, self.query.weight, "x")
         batch, seq, _ = x.shape
         split = (batch, seq, self.heads, self.head_dim)
         scale = 1.0 / math.sqrt(self.head_dim)
+        keep = None if mask is None else mask.unsqueeze(-1)  # (batch, seq, 1)
+        work = _checks.compute_dtype(x.dtype)  # pooling in float32 for half precision
+        x = _zero_padding(x, mask)  # a NaN stored in padding cannot leak
 
-        q = self.query(x)  # (batch, seq, dim)
-        k = self.key(x)
-        alpha = _masked_softmax(
-            self.query_score(q) * scale, mask
-        )  # (batch, seq, heads)
-        q_heads = _zero_padding(q.view(split), mask)
+        q = self.query(x).to(work)  # (batch, seq, dim)
+        k = self.key(x).to(work)
+        # (batch, seq, heads), zero at padding
+        alpha = masked_softmax(_linear(self.query_score, q) * scale, keep, dim=1)
         # the global query, (batch, heads, head_dim)
-        q_bar = torch.einsum("bnh,bnhe->bhe", alpha, q_heads)
+        q_bar = torch.einsum("bnh,bnhe->bhe", alpha, q.view(split))
 
         p = k.view(split) * q_bar.unsqueeze(1)  # p_i = k_i * q_bar, per head
-        beta = _masked_softmax(
-            self.key_score(p.reshape(batch, seq, self.dim)) * scale, mask
-        )
+        p_scores = _linear(self.key_score, p.reshape(batch, seq, self.dim)) * scale
+        beta = masked_softmax(p_scores, keep, dim=1)
         # the global key, (batch, heads, head_dim)
-        k_bar = torch.einsum("bnh,bnhe->bhe", beta, _zero_padding(p, mask))
+        k_bar = torch.einsum("bnh,bnhe->bhe", beta, p)
 
-        v = q_heads if self.value is None else self.value(x).view(split)
+        v = q.view(split) if self.value is None else self.value(x).to(work).view(split)
         u = (k_bar.unsqueeze(1) * v).reshape(batch, seq, self.dim)  # u_i = k_bar * v_i
-        out = self.transform(u)
+        out = _linear(self.transform, u)
         if self.query_residual:
             out = out + q
+        out = _zero_padding(out, mask).to(x.dtype)
         if return_weights:
-            return out, alpha, beta
+            return out, alpha.to(x.dtype), beta.to(x.dtype)
         return out
 
 
@@ -172,12 +191,16 @@ class FastformerBlock(nn.Module):
     Args:
         dim, heads, share_query_value, query_residual: passed to
             :class:`FastformerAttention`.
-        ffn_dim: width of the feed-forward hidden layer (default ``4 * dim``).
-        dropout: dropout after the two output projections.
+        ffn_dim: width of the feed-forward hidden layer, a positive int (default
+            ``4 * dim``).
+        dropout: dropout after the two output projections, a number in ``[0, 1)``.
 
     Shapes:
         ``x``: ``(batch, seq, dim)``; ``mask``: ``(batch, seq)`` boolean, True = real
-        token.
+        token; output ``(batch, seq, dim)``, zero at padded positions.
+
+    Raises:
+        TypeError / ValueError naming the argument, as :class:`FastformerAttention`.
     """
 
     def __init__(
@@ -198,8 +221,8 @@ class FastformerBlock(nn.Module):
             query_residual=query_residual,
         )
         ffn_dim = 4 * dim if ffn_dim is None else ffn_dim
-        _check_positive_int("ffn_dim", ffn_dim)
-        if not 0.0 <= dropout < 1.0:
+        ffn_dim = _checks.positive_int(ffn_dim, "ffn_dim")
+        if not 0.0 <= _checks.real(dropout, "dropout") < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.attention_out = nn.Linear(dim, dim)
         self.attention_norm = nn.LayerNorm(dim)
@@ -211,10 +234,12 @@ class FastformerBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``(batch, seq, dim)`` to ``(batch, seq, dim)``; ``mask`` as in the layer."""
+        _check_input(x, mask, self.attention.query.weight, "x")
+        x = _zero_padding(x, mask)  # what padding holds (NaN) reaches nothing
         h = self.attention_norm(
             x + self.dropout(self.attention_out(self.attention(x, mask)))
         )
-        return self.ffn_norm(h + self.dropout(self.ffn(h)))
+        return _zero_padding(self.ffn_norm(h + self.dropout(self.ffn(h))), mask)
 
 
 def explicit_softmax_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
@@ -227,22 +252,31 @@ def explicit_softmax_attention(mha: nn.MultiheadAttention, x: Tensor) -> Tensor:
     Args:
         mha: a batch-first ``nn.MultiheadAttention`` with a packed input projection
             (the default, equal query, key and value widths).
-        x: ``(batch, seq, embed_dim)``.
+        x: ``(batch, seq, embed_dim)`` in ``mha``'s dtype and on its device. Half
+            precision is computed in float32 (logits and their exponentials overflow
+            it) and returned in its dtype.
 
     Returns:
         ``(batch, seq, embed_dim)``, equal to ``mha(x, x, x)[0]`` up to rounding.
+
+    Raises:
+        TypeError: ``mha`` of another type; ``x`` not a floating tensor of its dtype.
+        ValueError: ``mha`` not batch-first or packed; ``x`` of the wrong shape or
+            on another device.
     """
     if not isinstance(mha, nn.MultiheadAttention):
         raise TypeError(f"mha must be nn.MultiheadAttention, got {type(mha).__name__}")
     if not mha.batch_first or mha.in_proj_weight is None:
         raise ValueError("mha must be batch_first with a packed input projection")
-    _check_input(x, None, mha.embed_dim)
+    _check_input(x, None, mha.in_proj_weight, "x", width=mha.embed_dim)
     batch, length, width = x.shape
     heads = mha.num_heads
-    qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
-    q, k, v = qkv.view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    work = _checks.compute_dtype(x.dtype)
+    qkv = _linear(mha.in_proj_weight, x.to(work), mha.in_proj_bias)
+    q, k, v = qkv.view(batch, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
     weights = torch.softmax(q @ k.mT / math.sqrt(width // heads), dim=-1)  # (N, N)
-    return mha.out_proj((weights @ v).transpose(1, 2).reshape(batch, length, width))
+    out = (weights @ v).transpose(1, 2).reshape(batch, length, width)
+    return _linear(mha.out_proj, out).to(x.dtype)
 
 
 class TokenRegressor(nn.Module):
@@ -252,19 +286,22 @@ class TokenRegressor(nn.Module):
         kind: ``"Fastformer"`` (a :class:`FastformerBlock`) or ``"softmax attention"``
             (``nn.TransformerEncoderLayer`` with the same width, heads and feed-forward
             width, GELU, no dropout, post-LayerNorm).
-        features: input features per token.
-        width: model width; 4 heads, feed-forward width ``2 * width``.
+        features: input features per token, a positive int.
+        width: model width, a positive multiple of 4; 4 heads, feed-forward width
+            ``2 * width``.
 
     Shapes:
-        ``(batch, seq, features)`` to ``(batch, seq)``.
+        ``(batch, seq, features)`` to ``(batch, seq)``; ``features`` in the model's
+        dtype and on its device, else a TypeError / ValueError naming it.
     """
 
     KINDS = ("Fastformer", "softmax attention")
 
     def __init__(self, kind: str, features: int, width: int = 32) -> None:
         super().__init__()
-        if kind not in self.KINDS:
-            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        kind = _checks.choice(kind, "kind", self.KINDS)
+        self.features = _checks.positive_int(features, "features")
+        width = _check_width(width)
         self.embed = nn.Linear(features, width)
         if kind == "Fastformer":
             self.block = FastformerBlock(width, 4, ffn_dim=2 * width)
@@ -275,6 +312,7 @@ class TokenRegressor(nn.Module):
         self.read_out = nn.Linear(width, 1)
 
     def forward(self, features: Tensor) -> Tensor:
+        _check_input(features, None, self.embed.weight, "features", self.features)
         return self.read_out(self.block(self.embed(features)))[..., 0]
 
 
@@ -285,13 +323,16 @@ class SequenceClassifier(nn.Module):
         query_residual: passed to the :class:`FastformerBlock`; None replaces the block
             by a per-token feed-forward layer (a model without any token mixing).
         init_std: re-initialise the attention layer with weights ``N(0, init_std^2)``
-            (0.02 is the official code's); None keeps PyTorch's default.
-        features: input features per token; classes: output classes.
-        width: model width; 4 heads, feed-forward width ``2 * width``.
+            (0.02 is the official code's), a positive number; None keeps PyTorch's
+            default.
+        features: input features per token; classes: output classes (positive ints).
+        width: model width, a positive multiple of 4; 4 heads, feed-forward width
+            ``2 * width``.
 
     Shapes:
-        ``features``: ``(batch, seq, features)``, ``mask``: ``(batch, seq)`` boolean;
-        output logits ``(batch, classes)``.
+        ``features``: ``(batch, seq, features)``, ``mask``: ``(batch, seq)`` boolean
+        (True = real token, required); output logits ``(batch, classes)``. A sequence
+        with no real token has a zero mean, so its logits are the classifier's bias.
     """
 
     def __init__(
@@ -304,6 +345,13 @@ class SequenceClassifier(nn.Module):
         width: int = 32,
     ) -> None:
         super().__init__()
+        if query_residual is not None:
+            _checks.flag(query_residual, "query_residual")
+        if init_std is not None:
+            _checks.real(init_std, "init_std", positive=True)
+        self.features = _checks.positive_int(features, "features")
+        classes = _checks.positive_int(classes, "classes")
+        width = _check_width(width)
         self.embed = nn.Linear(features, width)
         if query_residual is None:
             self.block = None
@@ -318,29 +366,28 @@ class SequenceClassifier(nn.Module):
         self.classify = nn.Linear(width, classes)
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
-        hidden = self.embed(features)
+        if mask is None:
+            raise TypeError(
+                "mask must be a boolean tensor (True = real token), got None"
+            )
+        _check_input(features, mask, self.embed.weight, "features", self.features)
+        hidden = self.embed(_zero_padding(features, mask))
         hidden = self.ffn(hidden) if self.block is None else self.block(hidden, mask)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return self.classify((hidden * weights).sum(1) / weights.sum(1))
+        return self.classify(masked_mean(hidden, mask.unsqueeze(-1), dim=1))
 
 
-def _masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
-    """Softmax over the sequence axis (1) of ``(batch, seq, heads)``, ignoring padding.
-
-    Padded scores become the most negative finite value rather than -inf, so that a
-    sequence with no real token gives uniform (finite) weights instead of NaN; with at
-    least one real token ``exp`` of the gap underflows to exactly 0.
-    """
-    if mask is not None:
-        fill = torch.finfo(scores.dtype).min
-        scores = scores.masked_fill(~mask.unsqueeze(-1), fill)
-    return F.softmax(scores, dim=1)
+def _linear(layer: nn.Linear | Tensor, t: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``layer`` (or the weight ``layer`` with ``bias``) applied in ``t``'s dtype: the
+    float32 pooling of a half-precision layer."""
+    if isinstance(layer, nn.Linear):
+        layer, bias = layer.weight, layer.bias
+    return F.linear(t, layer.to(t.dtype), None if bias is None else bias.to(t.dtype))
 
 
 def _zero_padding(t: Tensor, mask: Tensor | None) -> Tensor:
     """Zero the padded tokens of ``(batch, seq, ...)``.
 
-    ``where``, not a product: a NaN stored there cannot leak.
+    ``where``, not a product: a NaN stored there cannot leak, nor its gradient.
     """
     if mask is None:
         return t
@@ -348,18 +395,31 @@ def _zero_padding(t: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+def _check_width(width: object) -> int:
+    width = _checks.positive_int(width, "width")
+    if width % 4:
+        raise ValueError(f"width must be a multiple of 4 (the heads), got {width}")
+    return width
 
 
-def _check_input(x: Tensor, mask: Tensor | None, dim: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3 or x.shape[-1] != dim:
-        raise ValueError(f"x must have shape (batch, seq, {dim}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating tensor, got {x.dtype}")
+def _check_input(
+    x: object,
+    mask: object,
+    weight: Tensor,
+    name: str,
+    width: int | None = None,
+) -> None:
+    """``x`` ``(batch, seq, width)`` in ``weight``'s dtype and on its device (width:
+    ``weight``'s input width by default); ``mask`` None or boolean ``(batch, seq)``."""
+    width = weight.shape[-1] if width is None else width
+    _checks.tensor(x, name, ndim=3)
+    assert isinstance(x, Tensor)
+    if x.shape[-1] != width:
+        raise ValueError(
+            f"{name} must have shape (batch, seq, {width}), got {tuple(x.shape)}"
+        )
+    _checks.same_device(("the weights", weight), **{name: x})
+    _checks.same_dtype(("the weights", weight), **{name: x})
     if mask is None:
         return
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
@@ -370,5 +430,4 @@ def _check_input(x: Tensor, mask: Tensor | None, dim: int) -> None:
             f"mask must have shape (batch, seq) = {tuple(x.shape[:2])}, "
             f"got {tuple(mask.shape)}"
         )
-    if mask.device != x.device:
-        raise ValueError(f"mask must be on x's device {x.device}, got {mask.device}")
+    _checks.same_device((name, x), mask=mask)

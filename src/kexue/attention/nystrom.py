@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue import _checks
+from kexue.foundations.masking import masked_softmax
+
 __all__ = [
     "NystromAttention",
     "filter_factors",
@@ -48,28 +51,35 @@ def iterative_pinv(a: Tensor, *, iterations: int = 6) -> Tensor:
     errors along ``ker(a^T)`` are multiplied by 13/4 at every step.
 
     Args:
-        a: ``(..., m, n)``, floating. Products run in ``a``'s dtype.
-        iterations: number of steps (0 returns ``Z_0``).
+        a: ``(..., m, n)``, floating. Products run in ``a``'s dtype, except that
+            float16/bfloat16 run in float32 (the norms and products overflow them).
+        iterations: number of steps (0 returns ``Z_0``), an int >= 0.
 
     Returns:
-        ``(..., n, m)``.
+        ``(..., n, m)`` in ``a``'s dtype; zeros when ``m`` or ``n`` is 0.
+
+    Raises:
+        TypeError: ``a`` not a floating tensor, ``iterations`` not an int.
+        ValueError: ``a`` of rank < 2, ``iterations`` < 0.
     """
-    if not isinstance(a, Tensor) or not a.is_floating_point() or a.dim() < 2:
-        raise ValueError("a must be a floating tensor of shape (..., m, n)")
-    if (
-        isinstance(iterations, bool)
-        or not isinstance(iterations, int)
-        or iterations < 0
-    ):
-        raise ValueError(f"iterations must be a non-negative int, got {iterations!r}")
+    _checks.tensor(a, "a", min_ndim=2)
+    iterations = _checks.nonnegative_int(iterations, "iterations")
+    work = a.to(_checks.compute_dtype(a.dtype))
+    if 0 in a.shape[-2:]:  # no entries to invert: amax over them would fail
+        return a.new_zeros(*a.shape[:-2], a.shape[-1], a.shape[-2])
+    z = _initial_inverse(work)
+    for _ in range(iterations):
+        z = _hyperpower_update(work, z)
+    return z.to(a.dtype)
+
+
+def _initial_inverse(a: Tensor) -> Tensor:
+    """``Z_0 = A^T / (||A||_1 ||A||_inf)``, each matrix scaled on its own."""
     magnitude = a.abs()
     norm_1 = magnitude.sum(-2).amax(-1)  # largest column sum
     norm_inf = magnitude.sum(-1).amax(-1)  # largest row sum
     scale = (norm_1 * norm_inf).clamp_min(torch.finfo(a.dtype).tiny)
-    z = a.mT / scale[..., None, None]
-    for _ in range(iterations):
-        z = _hyperpower_update(a, z)
-    return z
+    return a.mT / scale[..., None, None]
 
 
 def _hyperpower_update(a: Tensor, z: Tensor) -> Tensor:
@@ -84,71 +94,96 @@ def hyperpower_step(x: Tensor) -> Tensor:
     Every iterate is a polynomial in ``A A^T``, so each singular direction of ``A``
     evolves on its own: ``x -> x (13 - x (15 - x (7 - x))) / 4``, which maps ``1 - e``
     to ``1 - (3 e^3 + e^4) / 4``.
+
+    ``x``: a floating tensor of any shape; the result has its shape and dtype
+    (float16/bfloat16 computed in float32). Raises TypeError for anything else.
     """
-    return 0.25 * x * (13 - x * (15 - x * (7 - x)))
+    _checks.tensor(x, "x")
+    t = x.to(_checks.compute_dtype(x.dtype))
+    return (0.25 * t * (13 - t * (15 - t * (7 - t)))).to(x.dtype)
 
 
 def filter_factors(ratios: Tensor, steps: int) -> Tensor:
     """The factors ``x_k`` by which ``k`` steps scale the inverse of a singular value.
 
-    ``ratios`` holds ``sigma^2 / s`` (``s = ||A||_1 ||A||_inf``), the starting
-    eigenvalues ``x_0``; the result is ``(steps + 1, *ratios.shape)``, row ``k`` holding
-    ``x_k``: the iterate inverts ``sigma`` as ``x_k / sigma`` instead of ``1 / sigma``.
+    ``ratios`` (floating, any shape) holds ``sigma^2 / s`` (``s = ||A||_1 ||A||_inf``),
+    the starting eigenvalues ``x_0``; the result is ``(steps + 1, *ratios.shape)`` in
+    ``ratios``' dtype, row ``k`` holding ``x_k``: the iterate inverts ``sigma`` as
+    ``x_k / sigma`` instead of ``1 / sigma``. Raises TypeError for a non-floating
+    ``ratios`` or a non-int ``steps``, ValueError for ``steps < 0``.
     """
-    _check_steps(steps)
-    values = [ratios]
+    _checks.tensor(ratios, "ratios")
+    steps = _checks.nonnegative_int(steps, "steps")
+    values = [ratios.to(_checks.compute_dtype(ratios.dtype))]
     for _ in range(steps):
         values.append(hyperpower_step(values[-1]))
-    return torch.stack(values)
+    return torch.stack(values).to(ratios.dtype)
 
 
 def pinv_residuals(a: Tensor, steps: int) -> Tensor:
     """Measured ``||I - A Z_k||_2`` for ``k = 0 .. steps``, shape ``(steps + 1, ...)``.
 
-    ``a``: ``(..., m, m)``; ``Z_k`` is :func:`iterative_pinv` after ``k`` steps.
+    ``a``: ``(..., m, m)`` floating; ``Z_k`` is :func:`iterative_pinv` after ``k``
+    steps. Half precision is computed in float32 (torch has no half SVD) and returned
+    in ``a``'s dtype. Raises TypeError for a non-floating ``a`` or non-int ``steps``,
+    ValueError for non-square ``a`` or ``steps < 0``.
     """
-    _check_steps(steps)
-    if not isinstance(a, Tensor) or a.dim() < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError("a must be a tensor of square matrices (..., m, m)")
-    identity = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    z = iterative_pinv(a, iterations=0)
-    norms = [torch.linalg.matrix_norm(identity - a @ z, 2)]
+    a = _square(a)
+    steps = _checks.nonnegative_int(steps, "steps")
+    work = a.to(_checks.compute_dtype(a.dtype))
+    identity = torch.eye(a.shape[-1], dtype=work.dtype, device=a.device)
+    z = iterative_pinv(work, iterations=0)
+    norms = [torch.linalg.matrix_norm(identity - work @ z, 2)]
     for _ in range(steps):
-        z = _hyperpower_update(a, z)
-        norms.append(torch.linalg.matrix_norm(identity - a @ z, 2))
-    return torch.stack(norms)
+        z = _hyperpower_update(work, z)
+        norms.append(torch.linalg.matrix_norm(identity - work @ z, 2))
+    return torch.stack(norms).to(a.dtype)
 
 
 def predicted_pinv_residuals(a: Tensor, steps: int) -> Tensor:
     """The law ``||I - A Z_k||_2 = f^(k)(e_0)`` for ``k = 0 .. steps``.
 
     ``f(e) = (3 e^3 + e^4) / 4`` and ``e_0 = 1 - sigma_min^2 / s`` with
-    ``s = ||A||_1 ||A||_inf``; exact for an invertible square ``a`` (``(..., m, m)``),
-    because ``f`` increases on ``[0, 1]`` and the residual's largest eigenvalue belongs
-    to the smallest singular value.
+    ``s = ||A||_1 ||A||_inf``; exact for an invertible square ``a`` (``(..., m, m)``,
+    floating), because ``f`` increases on ``[0, 1]`` and the residual's largest
+    eigenvalue belongs to the smallest singular value. Returns ``(steps + 1, ...)`` in
+    ``a``'s dtype (half computed in float32); 1 at every step for a singular ``a``
+    (the zero matrix included). Raises as :func:`pinv_residuals`.
     """
-    _check_steps(steps)
-    if not isinstance(a, Tensor) or a.dim() < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError("a must be a tensor of square matrices (..., m, m)")
-    magnitude = a.abs()
+    a = _square(a)
+    steps = _checks.nonnegative_int(steps, "steps")
+    work = a.to(_checks.compute_dtype(a.dtype))
+    magnitude = work.abs()
     s = magnitude.sum(-2).amax(-1) * magnitude.sum(-1).amax(-1)
-    residual = 1 - torch.linalg.svdvals(a)[..., -1] ** 2 / s
-    values = [residual]
+    smallest = torch.linalg.svdvals(work)[..., -1]
+    values = [1 - smallest**2 / s.clamp_min(torch.finfo(work.dtype).tiny)]
     for _ in range(steps):
         values.append(0.75 * values[-1] ** 3 + 0.25 * values[-1] ** 4)
-    return torch.stack(values)
+    return torch.stack(values).to(a.dtype)
+
+
+def _square(a: object) -> Tensor:
+    a = _checks.tensor(a, "a", min_ndim=2)
+    if a.shape[-1] != a.shape[-2] or a.shape[-1] == 0:
+        raise ValueError(
+            f"a must be square matrices (..., m, m) with m >= 1, got {tuple(a.shape)}"
+        )
+    return a
 
 
 def steps_to_tolerance(e0: float, tolerance: float = 1e-12) -> int:
     """Steps until ``e0^(3^k) <= tolerance``: ``ceil(log_3(ln tolerance / ln e0))``.
 
-    The third-order bound ``||E_k|| <= ||E_0||^(3^k)``, for ``0 < e0 < 1`` and
-    ``0 < tolerance < 1``.
+    The third-order bound ``||E_k|| <= ||E_0||^(3^k)``, for numbers
+    ``0 < e0 < 1`` and ``0 < tolerance < 1``. Raises TypeError for non-numbers,
+    ValueError outside those ranges (NaN included).
     """
-    if not (0 < e0 < 1 and 0 < tolerance < 1):
-        raise ValueError(
-            f"need 0 < e0 < 1 and 0 < tolerance < 1, got {e0}, {tolerance}"
-        )
+    e0 = _checks.real(e0, "e0")
+    tolerance = _checks.real(tolerance, "tolerance")
+    if not 0 < e0 < 1:
+        raise ValueError(f"e0 must lie in (0, 1), got {e0}")
+    if not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
     return max(0, math.ceil(math.log(math.log(tolerance) / math.log(e0), 3)))
 
 
@@ -164,16 +199,24 @@ def smooth_sequence(
     """``(1, 1, n, d)`` tokens on a random smooth closed curve (``modes`` harmonics).
 
     Token ``i`` sits at ``t_i = i / (n - 1)``; neighbouring tokens are alike, the case
-    where segment means make good landmarks.
+    where segment means make good landmarks. ``n >= 2``, ``d >= 1``, ``modes >= 1``
+    ints; ``dtype`` floating (half precision is drawn and computed in float32, then
+    rounded). The coefficients are drawn on ``generator``'s device and moved to
+    ``device``. Raises TypeError / ValueError naming the argument.
     """
-    if n < 2 or d < 1 or modes < 1:
-        raise ValueError(f"need n >= 2, d >= 1, modes >= 1, got {n}, {d}, {modes}")
-    t = torch.linspace(0, 1, n, dtype=dtype, device=device)
+    n = _at_least_two(n, "n")
+    d = _checks.positive_int(d, "d")
+    modes = _checks.positive_int(modes, "modes")
+    work = _checks.compute_dtype(_checks.float_dtype(dtype))
+    generator = _checks.generator(generator)
+    t = torch.linspace(0, 1, n, dtype=work, device=device)
+    draw_on = t.device if generator is None else generator.device
     coefficients = torch.randn(
-        2 * modes, d, dtype=dtype, device=device, generator=generator
-    )
-    angles = 2 * math.pi * t[:, None] * torch.arange(1, modes + 1, device=device)
-    return (torch.cat([angles.cos(), angles.sin()], -1) @ coefficients)[None, None]
+        2 * modes, d, dtype=work, device=draw_on, generator=generator
+    ).to(t.device)
+    angles = 2 * math.pi * t[:, None] * torch.arange(1, modes + 1, device=t.device)
+    curve = torch.cat([angles.cos(), angles.sin()], -1) @ coefficients
+    return curve[None, None].to(dtype)
 
 
 def local_sequence(
@@ -188,20 +231,27 @@ def local_sequence(
 
     ``F = frequencies``; the sum runs over ``w = 2 pi, 4 pi, ..., 2 pi F``: a
     kernel peaked at ``t_i = t_j``, so self-attention with these as queries and keys is
-    local, sharper for larger ``beta``.
+    local, sharper for larger ``beta``. ``n >= 2`` and ``frequencies >= 1`` ints,
+    ``beta >= 0`` a finite number, ``dtype`` floating (half computed in float32).
+    Raises TypeError / ValueError naming the argument.
     """
-    if n < 2 or beta < 0 or frequencies < 1:
-        raise ValueError(
-            f"need n >= 2, beta >= 0, frequencies >= 1, got {n}, {beta}, {frequencies}"
-        )
-    t = torch.linspace(0, 1, n, dtype=dtype, device=device)
-    angles = 2 * math.pi * t[:, None] * torch.arange(1, frequencies + 1, device=device)
-    return (math.sqrt(beta) * torch.cat([angles.cos(), angles.sin()], -1))[None, None]
+    n = _at_least_two(n, "n")
+    beta = _checks.real(beta, "beta", nonnegative=True)
+    frequencies = _checks.positive_int(frequencies, "frequencies")
+    work = _checks.compute_dtype(_checks.float_dtype(dtype))
+    t = torch.linspace(0, 1, n, dtype=work, device=device)
+    angles = (
+        2 * math.pi * t[:, None] * torch.arange(1, frequencies + 1, device=t.device)
+    )
+    features = math.sqrt(beta) * torch.cat([angles.cos(), angles.sin()], -1)
+    return features[None, None].to(dtype)
 
 
-def _check_steps(steps: object) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+def _at_least_two(value: object, name: str) -> int:
+    value = _checks.positive_int(value, name)
+    if value < 2:
+        raise ValueError(f"{name} must be at least 2, got {value}")
+    return value
 
 
 def segment_landmarks(
@@ -214,41 +264,46 @@ def segment_landmarks(
     most one: the real token of rank ``r`` goes to segment ``floor(r min(m, L) / L)``.
     When ``m`` divides ``L`` these are the paper's equal segments; when ``L <= m`` each
     token is its own landmark. Masked tokens belong to no segment, so landmarks do not
-    depend on padding.
+    depend on padding (not even on a NaN stored there).
 
     Args:
-        x: ``(batch, heads, seq, d)``.
-        mask: ``(batch, seq)`` boolean, True for real tokens.
+        x: ``(batch, heads, seq, d)`` floating.
+        num_landmarks: ``m``, an int >= 1.
+        mask: ``(batch, seq)`` boolean, True for real tokens, on ``x``'s device.
 
     Returns:
-        landmarks ``(batch, heads, m, d)`` (zero for a landmark that does not exist)
-        and ``exists`` ``(batch, m)`` boolean (False for the ``m - L`` landmarks of a
-        sequence shorter than ``m``).
+        landmarks ``(batch, heads, m, d)`` in ``x``'s dtype (means in float32 for half
+        precision; zero for a landmark that does not exist) and ``exists``
+        ``(batch, m)`` boolean (False for the ``m - L`` landmarks of a sequence shorter
+        than ``m``, all of them for an empty or fully masked one).
+
+    Raises:
+        TypeError: non-floating ``x``, non-int ``num_landmarks``, non-boolean ``mask``.
+        ValueError: ``x`` not of rank 4, ``num_landmarks < 1``, ``mask`` of the wrong
+            shape or device.
     """
+    _checks.tensor(x, "x", ndim=4)
+    m = _checks.positive_int(num_landmarks, "num_landmarks")
+    mask = _padding_mask(mask, x, "x")
     batch, heads, seq, dim = x.shape
-    if (
-        mask is None and seq % num_landmarks == 0
-    ):  # the paper's case: equal segments, a reshape
-        means = x.reshape(batch, heads, num_landmarks, seq // num_landmarks, dim).mean(
-            -2
-        )
-        return means, torch.ones(
-            batch, num_landmarks, dtype=torch.bool, device=x.device
-        )
+    work = x.to(_checks.compute_dtype(x.dtype))
+    if mask is None and seq % m == 0 and seq > 0:
+        # the paper's case: equal segments, a reshape
+        means = work.reshape(batch, heads, m, seq // m, dim).mean(-2)
+        exists = torch.ones(batch, m, dtype=torch.bool, device=x.device)
+        return means.to(x.dtype), exists
     if mask is None:
         mask = torch.ones(batch, seq, dtype=torch.bool, device=x.device)
     lengths = mask.sum(-1, keepdim=True)  # (batch, 1)
     ranks = mask.cumsum(-1) - 1
-    segments = ranks * lengths.clamp(max=num_landmarks) // lengths.clamp(min=1)
-    segments = torch.where(
-        mask, segments, num_landmarks
-    )  # masked tokens go to a dropped extra column
-    membership = F.one_hot(segments, num_landmarks + 1)[..., :num_landmarks].to(
-        x.dtype
-    )  # (batch, seq, m)
+    segments = ranks * lengths.clamp(max=m) // lengths.clamp(min=1)
+    segments = torch.where(mask, segments, m)  # masked tokens: in no segment
+    landmark = torch.arange(m, device=x.device)
+    membership = (segments[..., None] == landmark).to(work.dtype)  # (batch, seq, m)
     counts = membership.sum(1)  # (batch, m)
-    sums = torch.einsum("bsm,bhsd->bhmd", membership, x)
-    return sums / counts.clamp(min=1)[:, None, :, None], counts > 0
+    sums = torch.einsum("bsm,bhsd->bhmd", membership, _zero_padding(work, mask))
+    means = sums / counts.clamp(min=1)[:, None, :, None]
+    return means.to(x.dtype), counts > 0
 
 
 def kmeans_landmarks(
@@ -261,30 +316,40 @@ def kmeans_landmarks(
     """Landmarks by k-means (Lloyd's algorithm), which segment means replace.
 
     Starts from ``num_landmarks`` distinct tokens drawn at random (the same positions
-    for every batch and head), then alternates nearest-centre assignment and means; an
-    empty cluster keeps its centre. No gradient flows through the assignment.
+    for every batch and head, drawn on ``generator``'s device), then alternates
+    nearest-centre assignment and means; an empty cluster keeps its centre. No gradient
+    flows through the assignment.
 
     Args:
         x: ``(batch, heads, seq, d)`` floating point, ``seq >= num_landmarks``.
+            Half precision is computed in float32 (distances overflow it).
+        num_landmarks: an int >= 1; iterations: an int >= 0.
 
     Returns:
-        centres ``(batch, heads, m, d)``.
+        centres ``(batch, heads, m, d)`` in ``x``'s dtype.
+
+    Raises:
+        TypeError: non-floating ``x``, non-int sizes, a ``generator`` that is not one.
+        ValueError: ``x`` not of rank 4, ``num_landmarks`` not in ``[1, seq]``,
+            ``iterations < 0``.
     """
-    if not isinstance(x, Tensor) or x.ndim != 4 or not x.is_floating_point():
-        raise TypeError("x must be a floating (batch, heads, seq, d) tensor")
-    _check_landmarks(num_landmarks)
-    _check_steps(iterations)
-    if num_landmarks > x.shape[-2]:
-        raise ValueError(f"num_landmarks must be <= seq, got {num_landmarks}")
-    start = torch.randperm(x.shape[-2], generator=generator)[:num_landmarks]
-    centres = x[..., start.to(x.device), :]
+    _checks.tensor(x, "x", ndim=4)
+    m = _checks.positive_int(num_landmarks, "num_landmarks")
+    iterations = _checks.nonnegative_int(iterations, "iterations")
+    generator = _checks.generator(generator)
+    if m > x.shape[-2]:
+        raise ValueError(f"num_landmarks must be <= seq = {x.shape[-2]}, got {m}")
+    work = x.to(_checks.compute_dtype(x.dtype))
+    draw_on = "cpu" if generator is None else generator.device
+    start = torch.randperm(x.shape[-2], generator=generator, device=draw_on)[:m]
+    centres = work[..., start.to(x.device), :]
     for _ in range(iterations):
-        assign = torch.cdist(x, centres).argmin(-1)
-        members = F.one_hot(assign, num_landmarks).to(x.dtype)  # (b, h, seq, m)
+        assign = torch.cdist(work, centres).argmin(-1)
+        members = F.one_hot(assign, m).to(work.dtype)  # (b, h, seq, m)
         counts = members.sum(-2)[..., None]
-        means = members.mT @ x / counts.clamp(min=1)
+        means = members.mT @ work / counts.clamp(min=1)
         centres = torch.where(counts > 0, means, centres)
-    return centres
+    return centres.to(x.dtype)
 
 
 def nystrom_factors(
@@ -301,22 +366,35 @@ def nystrom_factors(
     ``(batch, heads, m, m)`` and ``B = softmax(Q~ K^T)`` ``(batch, heads, m, seq)``,
     all with logits times ``scale`` (default ``1/sqrt(d)``, as SDPA; the official
     code's ``d^(-1/4)`` on each of Q and K is the same). Padded keys and missing
-    landmarks get zero weight. Rows and columns of ``A`` that belong to a missing
-    landmark are those of the identity, so ``A^+`` is block diagonal and the missing
-    block never reaches a real token.
+    landmarks get zero weight; a row with nothing to weigh (a fully padded sequence)
+    is zero. Rows and columns of ``A`` that belong to a missing landmark are those of
+    the identity, so ``A^+`` is block diagonal and the missing block never reaches a
+    real token.
+
+    ``q, k``: ``(batch, heads, seq, d)``, one floating dtype and device; ``mask``:
+    ``(batch, seq)`` boolean, True for real tokens (what padded tokens hold, NaN
+    included, reaches no real row). Kernels come back in ``q``'s dtype, computed in
+    float32 for half precision. Raises TypeError / ValueError naming the argument.
     """
-    _check(q, k, k, mask, num_landmarks)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    q_landmarks, exists = segment_landmarks(q, num_landmarks, mask)
-    k_landmarks, _ = segment_landmarks(k, num_landmarks, mask)
-    hide_landmarks = ~exists[:, None, None, :]  # (batch, 1, 1, m)
-    kernel_f = _softmax(q @ k_landmarks.mT * scale, hide_landmarks)
-    logits_a = q_landmarks @ k_landmarks.mT * scale
-    kernel_a = _softmax(logits_a, hide_landmarks)
-    identity = torch.eye(num_landmarks, dtype=q.dtype, device=q.device)
+    _check_inputs(q, k, k, mask, num_landmarks, scale)
+    out_dtype, work = q.dtype, _checks.compute_dtype(q.dtype)
+    q, k = (_zero_padding(t.to(work), mask) for t in (q, k))
+    kernel_f, kernel_a, kernel_b = _factors(q, k, num_landmarks, mask, _scale(scale, q))
+    return kernel_f.to(out_dtype), kernel_a.to(out_dtype), kernel_b.to(out_dtype)
+
+
+def _factors(
+    q: Tensor, k: Tensor, m: int, mask: Tensor | None, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    q_landmarks, exists = segment_landmarks(q, m, mask)
+    k_landmarks, _ = segment_landmarks(k, m, mask)
+    landmark_keys = exists[:, None, None, :]  # (batch, 1, 1, m), True = attend
+    kernel_f = masked_softmax(q @ k_landmarks.mT * scale, landmark_keys)
+    kernel_a = masked_softmax(q_landmarks @ k_landmarks.mT * scale, landmark_keys)
+    identity = torch.eye(m, dtype=q.dtype, device=q.device)
     kernel_a = torch.where(exists[:, None, :, None], kernel_a, identity)
-    hide_keys = None if mask is None else ~mask[:, None, None, :]
-    kernel_b = _softmax(q_landmarks @ k.mT * scale, hide_keys)
+    real_keys = None if mask is None else mask[:, None, None, :]
+    kernel_b = masked_softmax(q_landmarks @ k.mT * scale, real_keys)
     return kernel_f, kernel_a, kernel_b
 
 
@@ -337,17 +415,19 @@ def nystrom_attention(
     formed: O(seq m (d + dv)).
 
     Args:
-        q, k: ``(batch, heads, seq, d)``; v: ``(batch, heads, seq, dv)``.
-        num_landmarks: ``m >= 1``. Any ``seq`` works, without padding (see
+        q, k: ``(batch, heads, seq, d)``; v: ``(batch, heads, seq, dv)``; one floating
+            dtype and one device.
+        num_landmarks: ``m >= 1``, an int. Any ``seq`` works, without padding (see
             :func:`segment_landmarks`).
-        pinv_iterations: steps of :func:`iterative_pinv`; None uses
+        pinv_iterations: steps of :func:`iterative_pinv` (an int >= 0); None uses
             ``torch.linalg.pinv`` instead.
         mask: ``(batch, seq)`` boolean, True for real tokens. Outputs at real tokens do
-            not depend on the masked ones (nor on how many there are); outputs at
-            masked positions are zero.
-        scale: logit scale, default ``1/sqrt(d)``.
-        conv_weight: optional ``(heads, kernel)`` weights (odd ``kernel``) of the
-            paper's depthwise convolution of ``v`` along the sequence, added to the
+            not depend on the masked ones (nor on how many there are, nor on a NaN
+            stored there); outputs at masked positions, and whole fully masked
+            sequences, are zero.
+        scale: logit scale, a finite number, default ``1/sqrt(d)``.
+        conv_weight: optional ``(heads, kernel)`` floating weights (odd ``kernel``) of
+            the paper's depthwise convolution of ``v`` along the sequence, added to the
             output (a learned local correction).
 
     A sequence with at most ``m`` real tokens has one landmark per token, so ``A`` is
@@ -358,23 +438,30 @@ def nystrom_attention(
     of ``A``.
 
     Returns:
-        ``(batch, heads, seq, dv)`` in the dtype of ``q``.
+        ``(batch, heads, seq, dv)`` in the dtype of ``q``; empty when any of batch,
+        heads, seq or dv is 0.
+
+    Raises:
+        TypeError: non-floating or mismatched dtypes, non-int sizes, a non-boolean
+            ``mask``.
+        ValueError: wrong ranks or shapes, sizes out of range, arguments on different
+            devices.
     """
-    _check(q, k, v, mask, num_landmarks)
-    out_dtype = q.dtype
-    work = torch.promote_types(q.dtype, torch.float32)
-    q, k, v = q.to(work), k.to(work), v.to(work)
-    kernel_f, kernel_a, kernel_b = nystrom_factors(
-        q, k, num_landmarks=num_landmarks, mask=mask, scale=scale
-    )
-    if mask is not None:
-        v = v * mask[:, None, :, None].to(work)
+    _check_inputs(q, k, v, mask, num_landmarks, scale, conv_weight)
+    if pinv_iterations is not None:
+        pinv_iterations = _checks.nonnegative_int(pinv_iterations, "pinv_iterations")
+    batch, heads, seq, _ = q.shape
+    if 0 in (batch, heads, seq, v.shape[-1]):
+        return q.new_zeros(batch, heads, seq, v.shape[-1])
+    out_dtype, work = q.dtype, _checks.compute_dtype(q.dtype)
+    # padded tokens zeroed before any arithmetic: a NaN stored there cannot leak
+    q, k, v = (_zero_padding(t.to(work), mask) for t in (q, k, v))
+    kernel_f, kernel_a, kernel_b = _factors(q, k, num_landmarks, mask, _scale(scale, q))
     if pinv_iterations is None:
         pinv = torch.linalg.pinv(kernel_a)
     else:
         pinv = iterative_pinv(kernel_a, iterations=pinv_iterations)
     out = kernel_f @ (pinv @ (kernel_b @ v))
-    seq = q.shape[-2]
     if mask is not None or seq <= num_landmarks:
         # Sequences with at most m real tokens: landmarks are the tokens, so F V~ is
         # exact attention.
@@ -383,10 +470,8 @@ def nystrom_attention(
         short = torch.as_tensor(short, device=q.device).reshape(-1, 1, 1, 1)
         out = torch.where(short, kernel_f @ v_landmarks, out)
     if conv_weight is not None:
-        out = out + _depthwise_conv(v, conv_weight)
-    if mask is not None:
-        out = out * mask[:, None, :, None].to(work)
-    return out.to(out_dtype)
+        out = out + _depthwise_conv(v, conv_weight.to(work))
+    return _zero_padding(out, mask).to(out_dtype)
 
 
 class NystromAttention(nn.Module):
@@ -396,7 +481,9 @@ class NystromAttention(nn.Module):
     attention per head, the optional depthwise-convolution residual on values
     (``conv_kernel``, odd; None for none; the paper's LRA configurations use 35, which
     is rounded up to an odd size here to keep outputs centred) and an output
-    projection.
+    projection. ``dim`` and ``heads`` are positive ints, ``dim`` a multiple of
+    ``heads``; the other sizes as in :func:`nystrom_attention`. Bad sizes raise a
+    TypeError (not an int) or ValueError (out of range) naming the argument.
     """
 
     def __init__(
@@ -409,21 +496,22 @@ class NystromAttention(nn.Module):
         conv_kernel: int | None = 33,
     ) -> None:
         super().__init__()
-        if dim < 1 or heads < 1 or dim % heads:
+        dim = _checks.positive_int(dim, "dim")
+        heads = _checks.positive_int(heads, "heads")
+        if dim % heads:
             raise ValueError(
                 "dim must be a positive multiple of heads, "
                 f"got dim={dim}, heads={heads}"
             )
-        if conv_kernel is not None and (conv_kernel < 1 or conv_kernel % 2 == 0):
-            raise ValueError(
-                f"conv_kernel must be a positive odd int or None, got {conv_kernel}"
-            )
-        _check_landmarks(num_landmarks)
-        self.heads, self.num_landmarks, self.pinv_iterations = (
-            heads,
-            num_landmarks,
-            pinv_iterations,
-        )
+        if conv_kernel is not None and (
+            _checks.positive_int(conv_kernel, "conv_kernel") % 2 == 0
+        ):
+            raise ValueError(f"conv_kernel must be odd or None, got {conv_kernel}")
+        if pinv_iterations is not None:
+            _checks.nonnegative_int(pinv_iterations, "pinv_iterations")
+        self.dim, self.heads = dim, heads
+        self.num_landmarks = _checks.positive_int(num_landmarks, "num_landmarks")
+        self.pinv_iterations = pinv_iterations
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
         self.conv_weight = (
@@ -435,9 +523,17 @@ class NystromAttention(nn.Module):
             nn.init.normal_(self.conv_weight, std=conv_kernel**-0.5)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``x``: ``(batch, seq, dim)``; ``mask``: ``(batch, seq)``, True = real."""
-        if x.dim() != 3:
-            raise ValueError(f"x must be (batch, seq, dim), got shape {tuple(x.shape)}")
+        """``x``: ``(batch, seq, dim)`` in the layer's dtype and on its device;
+        ``mask``: ``(batch, seq)`` boolean, True = real. Output ``(batch, seq, dim)``,
+        zero at masked positions."""
+        _checks.tensor(x, "x", ndim=3)
+        weight = self.qkv.weight
+        if x.shape[-1] != self.dim:
+            raise ValueError(
+                f"x must be (batch, seq, {self.dim}), got {tuple(x.shape)}"
+            )
+        _checks.same_device(("the layer's weights", weight), x=x)
+        _checks.same_dtype(("the layer's weights", weight), x=x)
         batch, seq, dim = x.shape
         q, k, v = (
             self.qkv(x)
@@ -453,76 +549,85 @@ class NystromAttention(nn.Module):
             mask=mask,
             conv_weight=self.conv_weight,
         )
-        return self.out(out.transpose(1, 2).reshape(batch, seq, dim))
+        out = self.out(out.transpose(1, 2).reshape(batch, seq, dim))
+        return _zero_padding(out, mask)
 
 
-def _softmax(logits: Tensor, hide: Tensor | None) -> Tensor:
-    if hide is not None:
-        # the most negative finite number, not -inf: a row with nothing visible (an
-        # all-padding sequence) then gives finite weights, which the caller zeroes,
-        # instead of NaN
-        logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
-    return logits.softmax(-1)
+def _zero_padding(t: Tensor, mask: Tensor | None) -> Tensor:
+    """Zero the padded tokens of ``(batch, heads, seq, ...)`` or ``(batch, seq, ...)``.
+
+    ``where``, not a product: a NaN stored there cannot leak (nor its gradient)."""
+    if mask is None:
+        return t
+    seq_dim = 2 if t.dim() == 4 else 1
+    keep = mask.view(mask.shape[0], *([1] * (seq_dim - 1)), mask.shape[1])
+    keep = keep.view(*keep.shape, *([1] * (t.dim() - seq_dim - 1)))
+    return torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
 
 
 def _depthwise_conv(v: Tensor, weight: Tensor) -> Tensor:
     """Convolve each head's values along the sequence with that head's kernel.
 
-    Zero padding, centred.
+    Zero padding, centred; ``weight`` ``(heads, odd kernel)``, checked by the caller.
     """
-    heads, size = weight.shape[-2:]
-    if weight.dim() != 2 or heads != v.shape[1] or size % 2 == 0:
-        raise ValueError(
-            f"conv_weight must be (heads={v.shape[1]}, odd kernel), "
-            f"got {tuple(weight.shape)}"
-        )
+    heads, size = weight.shape
     # (batch, heads, seq, dv) -> channels = heads, spatial = (seq, dv), with a
     # (kernel, 1) filter per head
-    filters = weight.to(v.dtype)[:, None, :, None]
+    filters = weight[:, None, :, None]
     return F.conv2d(v, filters, padding=(size // 2, 0), groups=heads)
 
 
-def _check_landmarks(num_landmarks: object) -> None:
-    if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, int):
+def _scale(scale: float | None, q: Tensor) -> float:
+    return q.shape[-1] ** -0.5 if scale is None else scale
+
+
+def _padding_mask(mask: object, x: Tensor, x_name: str) -> Tensor | None:
+    """A key-padding mask ``(batch, seq)`` for ``x`` ``(batch, heads, seq, ...)``:
+    boolean (True = real token), on ``x``'s device."""
+    if mask is None:
+        return None
+    _checks.tensor(mask, "mask", kind="any")
+    if mask.dtype != torch.bool:
         raise TypeError(
-            f"num_landmarks must be an int, got {type(num_landmarks).__name__}"
+            f"mask must be a boolean tensor (True = real token), got {mask.dtype}"
         )
-    if num_landmarks < 1:
-        raise ValueError(f"num_landmarks must be at least 1, got {num_landmarks}")
+    want = (x.shape[0], x.shape[2])
+    if tuple(mask.shape) != want:
+        raise ValueError(f"mask must be (batch, seq) = {want}, got {tuple(mask.shape)}")
+    _checks.same_device((x_name, x), mask=mask)
+    return mask
 
 
-def _check(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, num_landmarks: object
+def _check_inputs(
+    q: object,
+    k: object,
+    v: object,
+    mask: object,
+    num_landmarks: object,
+    scale: object,
+    conv_weight: object = None,
 ) -> None:
-    _check_landmarks(num_landmarks)
+    """Self-attention inputs: q, k ``(batch, heads, seq, d)``, v ``(..., seq, dv)``."""
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor) or t.dim() != 4 or not t.is_floating_point():
-            raise ValueError(
-                f"{name} must be a floating tensor of shape (batch, heads, seq, dim)"
-            )
-    if (
-        q.shape[:3] != k.shape[:3]
-        or k.shape[:3] != v.shape[:3]
-        or q.shape[-1] != k.shape[-1]
-    ):
+        _checks.tensor(t, name, ndim=4)
+    _checks.qkv(q, k, v)
+    assert isinstance(q, Tensor) and isinstance(k, Tensor)
+    if q.shape[2] != k.shape[2]:
         raise ValueError(
-            "self-attention shapes do not fit "
-            "(q, k, v share batch, heads, seq; q and k share dim): "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"k must have q's length (self-attention), got q {tuple(q.shape)}, "
+            f"k {tuple(k.shape)}"
         )
-    if q.shape[2] < 1:
-        raise ValueError("seq must be at least 1")
-    if not (q.device == k.device == v.device):
-        raise ValueError(
-            f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}"
-        )
-    if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise TypeError("mask must be a boolean tensor (True = real token)")
-        if mask.shape != (q.shape[0], q.shape[2]):
+    if q.shape[-1] == 0 and scale is None:
+        raise ValueError("q must have a head dimension d >= 1 for the scale 1/sqrt(d)")
+    _checks.positive_int(num_landmarks, "num_landmarks")
+    if scale is not None:
+        _checks.real(scale, "scale")
+    _padding_mask(mask, q, "q")
+    if conv_weight is not None:
+        _checks.tensor(conv_weight, "conv_weight", ndim=2)
+        _checks.same_device(("q", q), conv_weight=conv_weight)
+        if conv_weight.shape[0] != q.shape[1] or conv_weight.shape[1] % 2 == 0:
             raise ValueError(
-                f"mask must be (batch, seq) = {(q.shape[0], q.shape[2])}, "
-                f"got {tuple(mask.shape)}"
+                f"conv_weight must be (heads={q.shape[1]}, odd kernel), "
+                f"got {tuple(conv_weight.shape)}"
             )
-        if mask.device != q.device:
-            raise ValueError(f"mask must be on {q.device}, got {mask.device}")

@@ -13,6 +13,8 @@ import mpmath
 import torch
 from torch import Tensor
 
+from kexue import _checks
+
 __all__ = [
     "amplification",
     "geometric_sum",
@@ -44,7 +46,8 @@ def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
 
     Raises:
         TypeError: ``ratio`` is not a floating tensor, or ``n`` is not integer-valued.
-        ValueError: ``n`` has a negative entry, or is on another device than ``ratio``.
+        ValueError: ``n`` has a negative entry, is on another device than ``ratio``
+            or does not broadcast with it.
     """
     ratio, n = _check(ratio, n)
     out_dtype = ratio.dtype
@@ -84,8 +87,10 @@ def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
 def geometric_sum_naive(ratio: Tensor, n: Tensor | int) -> Tensor:
     """The textbook closed form ``(1 - r**n) / (1 - r)``, to show what goes wrong.
 
-    Same arguments as :func:`geometric_sum`, unchecked; NaN at r = 1 (0/0 there).
+    Same arguments and errors as :func:`geometric_sum`, evaluated as written, in the
+    dtype of ``ratio``: NaN at r = 1 (0/0 there).
     """
+    _check(ratio, n)
     return (1 - ratio**n) / (1 - ratio)
 
 
@@ -97,14 +102,16 @@ def geometric_sum_exact(ratio: Tensor, n: Tensor | int, *, digits: int = 50) -> 
 
     Returns:
         float64 tensor of shape ``broadcast(ratio.shape, n.shape)`` on ``ratio``'s
-        device.
+        device (an empty ``meta`` tensor for ``meta`` inputs, which hold no values).
 
     Raises:
-        TypeError: as :func:`geometric_sum`.
-        ValueError: as :func:`geometric_sum`, or ``digits`` is not an int >= 17.
+        TypeError: as :func:`geometric_sum`, or ``digits`` is not an int.
+        ValueError: as :func:`geometric_sum`, or ``digits`` is below 17.
     """
     ratio, n = _check(ratio, n, digits)
     ratio, n = torch.broadcast_tensors(ratio, n)
+    if ratio.device.type == "meta":
+        return torch.empty(ratio.shape, dtype=torch.float64, device=ratio.device)
     with mpmath.workdps(digits):
         values = [
             float(m)
@@ -125,6 +132,8 @@ def amplification(ratio: Tensor, n: Tensor | int, *, digits: int = 50) -> Tensor
     """
     ratio, n = _check(ratio, n, digits)
     ratio, n = torch.broadcast_tensors(ratio, n)
+    if ratio.device.type == "meta":
+        return torch.empty(ratio.shape, dtype=torch.float64, device=ratio.device)
     with mpmath.workdps(digits):
         powers = [mpmath.mpf(q) ** m for q, m in _pairs(ratio, n)]
         values = [float(abs(p / (1 - p))) if p != 1 else float("inf") for p in powers]
@@ -136,23 +145,22 @@ def ulps(computed: Tensor, exact: Tensor) -> Tensor:
     r"""Relative error of ``computed`` in units of its dtype's machine epsilon.
 
     :math:`|\tilde S - S| / (|S|\,\varepsilon)`, in float64; 0 where both are 0, and
-    ``inf`` where only ``exact`` is. ``exact`` (float64, any device) is broadcast with
-    ``computed``; the result is on ``exact``'s device.
+    ``inf`` where only ``exact`` is. ``exact`` (float64, on ``computed``'s device) is
+    broadcast with ``computed``.
 
     Raises:
         TypeError: either argument is not a floating tensor.
+        ValueError: they are on different devices or do not broadcast.
     """
-    for name, value in (("computed", computed), ("exact", exact)):
-        if not isinstance(value, Tensor) or not value.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor, got {_describe(value)}")
+    _check_errors(computed, exact)
     eps = torch.finfo(computed.dtype).eps
-    error = (computed.to(exact.device, torch.float64) - exact).abs()
+    error = (computed.to(torch.float64) - exact).abs()
     return torch.where(error == 0, 0.0, error / exact.abs() / eps)
 
 
 def _check(ratio: Tensor, n: Tensor | int, digits: int = 17) -> tuple[Tensor, Tensor]:
     """Validate the arguments of the sums; return ``n`` as a tensor beside ``ratio``."""
-    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 17:
+    if _checks.positive_int(digits, "digits") < 17:
         raise ValueError(f"digits must be an int of at least 17, got {digits!r}")
     if not isinstance(ratio, Tensor) or not ratio.is_floating_point():
         raise TypeError(
@@ -160,16 +168,41 @@ def _check(ratio: Tensor, n: Tensor | int, digits: int = 17) -> tuple[Tensor, Te
         )
     if isinstance(n, bool) or not isinstance(n, int | Tensor):
         raise TypeError(f"n must be an int or an integer tensor, got {_describe(n)}")
-    n = torch.as_tensor(n, device=ratio.device)
-    if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool:
-        raise TypeError(f"n must be integer-valued, got dtype {n.dtype}")
-    if n.device != ratio.device:
+    if isinstance(n, int):
+        n = _checks.nonnegative_int(n, "n")
+        if n >= 2**63:
+            raise ValueError(f"n must be below 2**63, got {n}")
+    elif n.device != ratio.device:
         raise ValueError(
             f"n is on {n.device} but ratio is on {ratio.device}; move one of them"
         )
-    if bool((n < 0).any()):
+    n = torch.as_tensor(n, device=ratio.device)
+    if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool:
+        raise TypeError(f"n must be integer-valued, got dtype {n.dtype}")
+    if n.device.type != "meta" and bool((n < 0).any()):
         raise ValueError("n must be non-negative (it counts the terms of the sum)")
+    _broadcast(("ratio", ratio), ("n", n))
     return ratio, n
+
+
+def _check_errors(computed: Tensor, exact: Tensor) -> None:
+    """Validate the arguments of :func:`ulps`."""
+    for name, value in (("computed", computed), ("exact", exact)):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got {_describe(value)}")
+    _checks.same_device(("computed", computed), exact=exact)
+    _broadcast(("computed", computed), ("exact", exact))
+
+
+def _broadcast(first: tuple[str, Tensor], second: tuple[str, Tensor]) -> None:
+    """The shapes of two named tensors broadcast, else a ValueError naming both."""
+    try:
+        torch.broadcast_shapes(first[1].shape, second[1].shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{first[0]} of shape {tuple(first[1].shape)} and {second[0]} of shape "
+            f"{tuple(second[1].shape)} do not broadcast"
+        ) from err
 
 
 def _pairs(ratio: Tensor, n: Tensor) -> list[tuple[float, int]]:

@@ -7,7 +7,12 @@ rejected by name. A row with nothing to attend gives zeros, with zero gradient,
 everywhere in the package.
 
 Padding masks for reductions (``masked_sum``, ``masked_mean``, ``masked_max``) are
-boolean, True at the valid entries; a row with no valid entry reduces to 0.
+boolean, True at the valid entries; a row with no valid entry reduces to 0. Whatever a
+masked entry holds (NaN, inf) never reaches a result or a gradient.
+
+``causal_mask`` follows SDPA's ``is_causal`` (query ``i`` sees keys ``j <= i``, aligned
+at the top left, also when there are more keys than queries); ``align="bottom_right"``
+gives the KV-cache alignment of ``torch.nn.attention.bias.causal_lower_right``.
 """
 
 from __future__ import annotations
@@ -34,39 +39,74 @@ __all__ = [
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     """Boolean padding mask ``(batch, max_len)``, True at positions ``< lengths[b]``.
 
-    ``lengths``: ``(batch,)`` non-negative integers; ``max_len`` defaults to the largest
-    length (0 for an empty batch). Lengths above ``max_len`` are an error.
+    Args:
+        lengths: ``(batch,)`` non-negative integers (any integer dtype), any device.
+        max_len: the mask's width, an int >= every length; defaults to the largest
+            length (0 for an empty batch). Required for ``meta`` lengths, whose values
+            are unknown.
+
+    Returns:
+        A bool tensor ``(batch, max_len)`` on ``lengths``' device.
+
+    Raises:
+        TypeError: ``lengths`` is not an integer tensor, ``max_len`` not an int.
+        ValueError: ``lengths`` is not 1-D or has a negative entry; ``max_len`` is
+            negative or below a length; ``meta`` lengths without ``max_len``.
     """
     _checks.tensor(lengths, "lengths", ndim=1, kind="integer")
-    if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
-    max_len = _checks.nonnegative_int(max_len, "max_len")
-    if lengths.numel() and int(lengths.min()) < 0:
-        raise ValueError(
-            f"lengths must be non-negative, got minimum {int(lengths.min())}"
-        )
-    if lengths.numel() and int(lengths.max()) > max_len:
-        raise ValueError(
-            f"lengths must be at most max_len = {max_len}, got {int(lengths.max())}"
-        )
-    steps = torch.arange(max_len, device=lengths.device)
+    if max_len is not None:
+        max_len = _checks.nonnegative_int(max_len, "max_len")
+    if lengths.device.type == "meta":
+        if max_len is None:
+            raise ValueError(
+                "max_len must be given for lengths on the meta device (no values)"
+            )
+    elif lengths.numel():
+        high = _largest(lengths, "lengths")
+        if max_len is None:
+            max_len = high
+        if high > max_len:
+            raise ValueError(f"lengths must be at most max_len = {max_len}, got {high}")
+    steps = torch.arange(max_len or 0, device=lengths.device)
     return steps < lengths[:, None]  # (batch, max_len)
 
 
 def causal_mask(
-    n: int, m: int | None = None, *, device: torch.device | str | None = None
+    n: int,
+    m: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+    align: str = "top_left",
 ) -> Tensor:
-    """Boolean ``(n, m)`` mask (``m = n`` by default), True where key ``j ≤ i + m - n``.
+    """Boolean causal mask ``(n, m)`` (``m = n`` by default), True = may attend.
 
-    With ``m > n`` the queries are the last ``n`` of ``m`` positions (as in SDPA's
-    ``is_causal`` with a KV cache aligned at the bottom right)."""
+    ``align="top_left"`` (default) is SDPA's ``is_causal``: query ``i`` sees keys
+    ``j <= i`` whatever ``m`` is (with ``n > m`` the last queries see every key).
+    ``align="bottom_right"`` keeps ``j <= i + m - n``: the ``n`` queries are the last
+    ``n`` of ``m`` positions, as when decoding with a KV cache (with ``n > m`` the first
+    ``n - m`` queries then see nothing).
+
+    Raises:
+        TypeError: ``n`` or ``m`` is not an int; ``device`` not a device.
+        ValueError: ``n`` or ``m`` is negative; ``device`` or ``align`` is unknown.
+    """
     n = _checks.nonnegative_int(n, "n")
     m = n if m is None else _checks.nonnegative_int(m, "m")
-    return torch.ones(n, m, dtype=torch.bool, device=device).tril(m - n)
+    align = _checks.choice(align, "align", ("top_left", "bottom_right"))
+    device = None if device is None else _checks.device(device, "device")
+    diagonal = 0 if align == "top_left" else m - n
+    return torch.ones(n, m, dtype=torch.bool, device=device).tril(diagonal)
 
 
 def as_sdpa_mask(mask: Tensor | None, name: str = "mask") -> Tensor | None:
-    """``mask`` checked against SDPA's convention: boolean or floating."""
+    """``mask`` checked against SDPA's convention: boolean or floating (or None).
+
+    Returned unchanged (any shape, any device).
+
+    Raises:
+        TypeError: ``mask`` (called ``name`` in the message) is not a tensor, or has an
+            integer or complex dtype.
+    """
     if mask is None:
         return None
     if not isinstance(mask, Tensor):
@@ -76,44 +116,77 @@ def as_sdpa_mask(mask: Tensor | None, name: str = "mask") -> Tensor | None:
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(
             f"{name} must be boolean (True = attend) or floating (added to the "
-            "logits), "
-            f"got {mask.dtype}; for 0/1 keep-flags pass {name}.bool()"
+            f"logits), got {mask.dtype}; for 0/1 keep-flags pass {name}.bool()"
         )
     return mask
 
 
 def keep_mask(mask: Tensor) -> Tensor:
-    """Where an SDPA-convention mask lets a query attend (True, or > ``-inf``)."""
+    """Where an SDPA-convention mask lets a query attend: the boolean mask itself, or
+    ``mask > -inf`` for a float mask (a NaN bias counts as dropped). Same shape.
+
+    Raises:
+        TypeError: ``mask`` is not a boolean or floating tensor.
+    """
+    if mask is None:
+        raise TypeError("mask must be a torch.Tensor, got None")
     mask = as_sdpa_mask(mask)  # type: ignore[assignment]
     return mask if mask.dtype == torch.bool else mask > -torch.inf
 
 
 def mask_to_bias(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """The additive form of an SDPA-convention mask: 0 / ``-inf`` for boolean masks, the
-    float mask itself (cast to ``dtype``) otherwise."""
+    """The additive form of an SDPA-convention mask, in the floating ``dtype``: 0 /
+    ``-inf`` for a boolean mask (also 0-d), the float mask itself cast to ``dtype``
+    (a finite bias beyond ``dtype``'s range rounds to ``±inf``); None for None.
+
+    Raises:
+        TypeError: ``dtype`` is not a floating torch dtype; ``mask`` as
+            :func:`as_sdpa_mask`.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     mask = as_sdpa_mask(mask)
     if mask is None:
         return None
     if mask.dtype == torch.bool:
         zero = torch.zeros((), dtype=dtype, device=mask.device)
-        return zero.masked_fill(~mask, -torch.inf) if mask.dim() else zero
+        return torch.where(mask, zero, torch.full_like(zero, -torch.inf))
     return mask.to(dtype)
 
 
 def masked_softmax(logits: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
-    """Softmax of ``logits`` over ``dim`` under an SDPA-convention ``mask``
-    (broadcastable to ``logits``). A row with nothing to attend gives zeros and zero
-    gradient; half precision is computed in float32 and returned in its own dtype."""
-    _checks.tensor(logits, "logits")
+    """Softmax of ``logits`` over ``dim`` under an SDPA-convention ``mask``.
+
+    Args:
+        logits: floating tensor ``(..., n, ...)`` of at least one dimension.
+        mask: None, boolean (True = keep) or floating (added to the logits; ``-inf``
+            drops), broadcastable to ``logits``' shape (it never broadcasts
+            ``logits``), on ``logits``' device.
+        dim: the dimension to normalise over.
+
+    Returns:
+        Weights of ``logits``' shape and dtype. A row with nothing to attend gives zeros
+        and zero gradient; what a dropped entry holds (NaN, inf) never reaches the
+        result. Half precision is computed in float32. As ``torch.softmax``, a kept
+        ``+inf`` or NaN gives NaN.
+
+    Raises:
+        TypeError: ``logits`` is not a floating tensor, ``mask`` not boolean or
+            floating, ``dim`` not an int.
+        ValueError: ``logits`` is 0-d, ``dim`` out of range, ``mask`` does not
+            broadcast to ``logits`` or is on another device.
+    """
+    _checks.tensor(logits, "logits", min_ndim=1)
     mask = as_sdpa_mask(mask)
     _checks.same_device(("logits", logits), mask=mask)
+    dim = _dim(dim, logits, "logits")
     scores = logits.to(_checks.compute_dtype(logits.dtype))
     if mask is not None:
         _broadcasts(mask, logits, "mask", "logits")
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, -torch.inf)
-        else:
+        if mask.dtype != torch.bool:
             scores = scores + mask.to(scores.dtype)
+        # Dropped entries become -inf whatever they held: NaN + -inf is NaN otherwise.
+        scores = scores.masked_fill(~keep_mask(mask), -torch.inf)
     if scores.shape[dim] == 0:
         return scores.to(logits.dtype)
     top = scores.amax(dim, keepdim=True)
@@ -125,36 +198,73 @@ def masked_softmax(logits: Tensor, mask: Tensor | None = None, dim: int = -1) ->
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
-    """Sum of ``x`` over ``dim`` at the entries where the boolean ``mask`` is True."""
-    mask = _padding_mask(x, mask)
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    return torch.where(mask, x, zero).sum(dim, keepdim=keepdim)
+    """Sum of ``x`` over ``dim`` at the entries where the boolean ``mask`` is True.
+
+    Args:
+        x: real tensor (floating or integer, not bool or complex), at least 1-D.
+        mask: boolean, broadcastable to ``x``'s shape, on ``x``'s device.
+        dim: the dimension to reduce; ``keepdim`` keeps it with size 1.
+
+    Returns:
+        ``x``'s shape without ``dim``; ``x``'s dtype (half precision summed in float32)
+        for floating ``x``, int64 for integer ``x`` (as ``torch.sum``). A row with no
+        valid entry sums to 0.
+
+    Raises:
+        TypeError: ``x`` is not a real tensor, ``mask`` not boolean, ``dim`` not an int.
+        ValueError: ``dim`` out of range, ``mask`` does not broadcast to ``x`` or is on
+            another device.
+    """
+    mask, dim = _padding_mask(x, mask, dim)
+    values = x.to(_checks.compute_dtype(x.dtype))
+    zero = torch.zeros((), dtype=values.dtype, device=x.device)
+    total = torch.where(mask, values, zero).sum(dim, keepdim=keepdim)
+    return total.to(x.dtype) if x.is_floating_point() else total
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
-    """Mean of ``x`` over ``dim`` at the valid entries; 0 for a row with none."""
-    _checks.tensor(x, "x")
-    total = masked_sum(x.to(_checks.compute_dtype(x.dtype)), mask, dim, keepdim)
-    count = torch.broadcast_to(mask, x.shape).sum(dim, keepdim=keepdim)
+    """Mean of the floating ``x`` over ``dim`` at the valid entries; 0 (with zero
+    gradient) for a row with none. Arguments, shape and errors as :func:`masked_sum`,
+    but ``x`` must be floating (TypeError otherwise); half precision in float32."""
+    _checks.tensor(x, "x", min_ndim=1)
+    mask, dim = _padding_mask(x, mask, dim)
+    values = x.to(_checks.compute_dtype(x.dtype))
+    total = masked_sum(values, mask, dim, keepdim)
+    count = mask.expand(x.shape).sum(dim, keepdim=keepdim)
     return (total / count.clamp_min(1).to(total.dtype)).to(x.dtype)
 
 
 def masked_max(x: Tensor, mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
-    """Largest ``x`` over ``dim`` at the valid entries; 0 for a row with none."""
-    mask = _padding_mask(x, mask)
-    mask = torch.broadcast_to(mask, x.shape)
+    """Largest ``x`` over ``dim`` at the valid entries; 0 for a row with none (also for
+    an empty ``dim``). Arguments and errors as :func:`masked_sum`; the result keeps
+    ``x``'s dtype. Valid entries that are all ``-inf`` give ``-inf``."""
+    mask, dim = _padding_mask(x, mask, dim)
     if x.shape[dim] == 0:
-        return torch.zeros_like(x.sum(dim, keepdim=keepdim))
-    low = (
-        torch.finfo(x.dtype).min if x.is_floating_point() else torch.iinfo(x.dtype).min
-    )
+        shape = list(x.shape)
+        shape[dim : dim + 1] = [1] if keepdim else []
+        return x.new_zeros(shape)
+    low = -torch.inf if x.is_floating_point() else torch.iinfo(x.dtype).min
     best = x.masked_fill(~mask, low).amax(dim, keepdim=keepdim)
-    return torch.where(mask.any(dim, keepdim=keepdim), best, torch.zeros_like(best))
+    some = mask.expand(x.shape).any(dim, keepdim=keepdim)
+    return torch.where(some, best, torch.zeros_like(best))
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     """Reverse each sequence of ``x`` ``(batch, seq, ...)`` within its length, leaving
-    the padding after it in place (what a bidirectional RNN over padding needs)."""
+    the padding after it in place (what a bidirectional RNN over padding needs).
+
+    Args:
+        x: tensor ``(batch, seq, ...)`` of any dtype.
+        lengths: ``(batch,)`` integers in ``[0, seq]``, on ``x``'s device.
+
+    Returns:
+        A tensor of ``x``'s shape, dtype and device (differentiable in ``x``).
+
+    Raises:
+        TypeError: ``x`` is not a tensor, ``lengths`` not an integer tensor.
+        ValueError: ``x`` has fewer than 2 dimensions; ``lengths`` is not
+            ``(batch,)``, is on another device or has an entry outside ``[0, seq]``.
+    """
     _checks.tensor(x, "x", min_ndim=2, kind="any")
     _checks.tensor(lengths, "lengths", ndim=1, kind="integer")
     _checks.same_device(("x", x), lengths=lengths)
@@ -163,22 +273,47 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
         raise ValueError(
             f"lengths must have {batch} entries (x's batch), got {lengths.shape[0]}"
         )
-    if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > seq):
-        raise ValueError(f"lengths must lie in [0, {seq}] (x's length)")
+    if lengths.numel() and lengths.device.type != "meta":
+        high = _largest(lengths, "lengths")
+        if high > seq:
+            raise ValueError(f"lengths must lie in [0, {seq}] (x's length), got {high}")
     steps = torch.arange(seq, device=x.device).expand(batch, seq)
-    source = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    ends = lengths[:, None].long()
+    source = torch.where(steps < ends, ends - 1 - steps, steps)
     index = source.view(batch, seq, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
 
 
-def _padding_mask(x: Tensor, mask: Tensor) -> Tensor:
-    _checks.tensor(x, "x", kind="real")
+def _largest(lengths: Tensor, name: str) -> int:
+    """The largest of non-empty integer ``lengths`` (one sync with the smallest, which
+    must be non-negative)."""
+    low, high = (int(v) for v in torch.aminmax(lengths))
+    if low < 0:
+        raise ValueError(f"{name} must be non-negative, got minimum {low}")
+    return high
+
+
+def _dim(dim: object, x: Tensor, x_name: str) -> int:
+    """``dim`` as a non-negative index into ``x``'s dimensions."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(
+            f"dim must be in [{-x.dim()}, {x.dim() - 1}] for {x_name} of shape "
+            f"{tuple(x.shape)}, got {dim}"
+        )
+    return dim % x.dim()
+
+
+def _padding_mask(x: Tensor, mask: Tensor, dim: object) -> tuple[Tensor, int]:
+    """Check a reduction's arguments; return the boolean mask and ``dim`` (an index)."""
+    _checks.tensor(x, "x", min_ndim=1, kind="real")
     _checks.tensor(mask, "mask", kind="any")
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be boolean (True = valid entry), got {mask.dtype}")
     _checks.same_device(("x", x), mask=mask)
     _broadcasts(mask, x, "mask", "x")
-    return mask
+    return mask, _dim(dim, x, "x")
 
 
 def _broadcasts(mask: Tensor, x: Tensor, mask_name: str, x_name: str) -> None:

@@ -21,11 +21,13 @@ import mpmath
 import torch
 from torch import Tensor, nn
 
+from kexue import _checks
 from kexue.positions._validation import (
+    MAX_CACHED_LENGTH,
     as_positions,
-    check_dim_and_base,
-    check_initial_length,
-    output_dtype,
+    check_base,
+    dim_and_base,
+    has_values,
 )
 
 __all__ = [
@@ -55,11 +57,13 @@ def frequencies(
     position-times-frequency products need the digits).
 
     Raises:
-        TypeError: ``dim`` is not an int.
+        TypeError: ``dim`` is not an int, ``base`` not a number, or ``dtype`` not a
+            floating dtype.
         ValueError: ``dim`` is not positive and even, or ``base`` is not a finite
             number above 1.
     """
-    check_dim_and_base(dim, base)
+    dim, base = dim_and_base(dim, base)
+    dtype = _checks.float_dtype(dtype)
     exponents = torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim
     return torch.pow(
         torch.tensor(float(base), dtype=torch.float64, device=device), -exponents
@@ -98,8 +102,8 @@ def sinusoidal_embedding(
             number above 1.
     """
     positions = as_positions(positions)
-    check_dim_and_base(dim, base)
-    out_dtype = output_dtype(dtype)
+    dim, base = dim_and_base(dim, base)
+    out_dtype = _checks.float_dtype(dtype)
     angle_dtype = torch.float32 if positions.device.type == "mps" else torch.float64
     theta = frequencies(dim, base=base, dtype=angle_dtype, device=positions.device)
     angles = positions.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
@@ -133,12 +137,18 @@ def relative_shift_matrix(
     Returns:
         Tensor of shape ``offset.shape + (dim, dim)``: orthogonal, with
         ``M_k @ M_l = M_(k+l)`` and ``M_k^T = M_(-k)``.
+
+    Raises:
+        TypeError: ``offset`` is boolean, complex or not numeric, ``dim`` not an int,
+            or ``dtype`` not floating.
+        ValueError: ``dim`` not positive and even, or ``base`` not a finite number
+            above 1.
     """
     offset = as_positions(offset, name="offset")
     if device is not None:
         offset = offset.to(device)
-    check_dim_and_base(dim, base)
-    out_dtype = output_dtype(dtype)
+    dim, base = dim_and_base(dim, base)
+    out_dtype = _checks.float_dtype(dtype)
     angle_dtype = torch.float32 if offset.device.type == "mps" else torch.float64
     theta = frequencies(dim, base=base, dtype=angle_dtype, device=offset.device)
     angles = offset.to(angle_dtype).unsqueeze(-1) * theta  # (..., dim/2)
@@ -162,50 +172,95 @@ def toeplitz_share(matrix: Tensor) -> Tensor:
     The best approximation (in least squares) of ``matrix[..., m, n]`` by a function of
     ``m - n`` is the mean along each diagonal. The result is
     ``1 - SS_residual / SS_total`` per matrix: 1 for a Toeplitz matrix, such as the Gram
-    matrix of a relative encoding, and lower the more absolute position matters.
+    matrix of a relative encoding, and lower the more absolute position matters. A
+    constant matrix is Toeplitz: 1 (not 0/0).
 
     Args:
-        matrix: tensor of shape ``(..., n, n)``, real, with ``n >= 2``.
+        matrix: real floating tensor of shape ``(..., n, n)`` with ``n >= 2``.
 
     Returns:
-        Tensor of shape ``(...)`` in the dtype of ``matrix``.
+        Tensor of shape ``(...)`` in the dtype of ``matrix`` (computed in float32 for
+        half precision, whose squares overflow).
+
+    Raises:
+        TypeError: ``matrix`` is not a real floating-point tensor.
+        ValueError: ``matrix`` is not of shape ``(..., n, n)`` with ``n >= 2``.
     """
-    if not isinstance(matrix, Tensor) or not matrix.is_floating_point():
-        raise TypeError("matrix must be a real floating-point tensor")
-    if matrix.dim() < 2 or matrix.shape[-1] != matrix.shape[-2] or matrix.shape[-1] < 2:
+    _checks.tensor(matrix, "matrix", min_ndim=2)
+    n = matrix.shape[-1]
+    if matrix.shape[-2] != n or n < 2:
         raise ValueError(
             f"matrix must have shape (..., n, n) with n >= 2, got {tuple(matrix.shape)}"
         )
-    index = torch.arange(matrix.shape[-1], device=matrix.device)
-    diagonal_of = (index[:, None] - index).flatten()  # which diagonal each entry is on
-    return share_explained_by_groups(matrix.flatten(-2), diagonal_of)
+    # entry (m, k) lies on diagonal m - k, labelled m - k + n - 1 in [0, 2n - 1)
+    index = torch.arange(n, device=matrix.device)
+    label = (index[:, None] - index + n - 1).flatten()
+    count = n - (torch.arange(2 * n - 1, device=matrix.device) - (n - 1)).abs()
+    return _share(matrix.flatten(-2), label, count)
 
 
 def share_explained_by_groups(values: Tensor, groups: Tensor) -> Tensor:
     """R^2 of the best fit of ``values[..., j]`` by a function of ``groups[j]``.
 
-    The best fit is the mean of each group. ``values`` has shape ``(..., m)``,
-    ``groups`` shape ``(m,)`` with any integer labels; the result has shape ``(...)``.
-    Shared by
-    :func:`toeplitz_share` (groups: diagonals) and
+    The best fit is the mean of each group; values that are constant (or absent) are
+    explained entirely: 1. Shared by :func:`toeplitz_share` (groups: diagonals) and
     :func:`kexue.positions.rope2d.offset_share` (groups: 2-D offsets).
+
+    Args:
+        values: real floating tensor of shape ``(..., m)``.
+        groups: integer or real labels of shape ``(m,)``, or ``(m, k)`` (rows as
+            labels), on the device of ``values``.
+
+    Returns:
+        Tensor of shape ``(...)`` in the dtype of ``values`` (computed in float32 for
+        half precision).
+
+    Raises:
+        TypeError: ``values`` is not floating, or ``groups`` boolean, complex or not a
+            tensor.
+        ValueError: ``values`` has no last axis, ``groups`` has the wrong shape or
+            lies on another device, or ``groups`` is on the meta device (its values
+            are needed).
     """
-    _, label = torch.unique(groups, dim=0, return_inverse=True)
-    sums = torch.zeros(
-        *values.shape[:-1],
-        int(label.max()) + 1,
-        dtype=values.dtype,
-        device=values.device,
+    _checks.tensor(values, "values", min_ndim=1)
+    _checks.tensor(groups, "groups", kind="real")
+    m = values.shape[-1]
+    if groups.dim() not in (1, 2) or groups.shape[0] != m:
+        raise ValueError(
+            f"groups must have shape ({m},) or ({m}, k) to label values "
+            f"{tuple(values.shape)}, got {tuple(groups.shape)}"
+        )
+    _checks.same_device(("values", values), groups=groups)
+    has_values(groups, "groups", "the labels must be read to form the groups")
+    if m == 0:
+        return values.new_ones(values.shape[:-1])
+    _, label, count = torch.unique(
+        groups, dim=0, return_inverse=True, return_counts=True
     )
-    sums.index_add_(-1, label, values)
-    means = sums / torch.bincount(label).to(values.dtype)
-    residual = (values - means[..., label]).pow(2).sum(-1)
-    total = (values - values.mean(-1, keepdim=True)).pow(2).sum(-1)
-    return 1 - residual / total
+    return _share(values, label, count)
+
+
+def _share(values: Tensor, label: Tensor, count: Tensor) -> Tensor:
+    """R^2 of the group means, for ``label`` in ``[0, len(count))``, in float32 at
+    least; rows whose spread is at rounding level count as constant (1)."""
+    dtype = values.dtype
+    work = values.to(_checks.compute_dtype(dtype))
+    sums = work.new_zeros(*work.shape[:-1], count.shape[0])
+    sums.index_add_(-1, label, work)
+    means = sums / count.to(work.dtype)
+    residual = (work - means[..., label]).pow(2).sum(-1)
+    total = (work - work.mean(-1, keepdim=True)).pow(2).sum(-1)
+    # a constant row has total 0 up to the rounding of its mean: treat as constant
+    eps = torch.finfo(work.dtype).eps
+    scale = work.abs().amax(-1)
+    constant = total <= work.shape[-1] * (4 * eps * scale) ** 2
+    share = 1 - residual / torch.where(constant, 1, total)
+    return torch.where(constant, 1, share).to(dtype)
 
 
 def _distances(distances: object) -> Tensor:
     distances = as_positions(distances, name="distances")
+    has_values(distances, "distances", "the integral is evaluated at them")
     if not bool(torch.isfinite(distances.double()).all()):
         raise ValueError("distances must be finite")
     return distances.detach().to("cpu", torch.float64)
@@ -229,11 +284,12 @@ def decay_integral(
         float64 CPU tensor of the shape of ``distances``.
 
     Raises:
-        TypeError: ``distances`` is boolean, complex or not numeric.
-        ValueError: a distance is not finite, or ``base`` is not a finite number
-            above 1.
+        TypeError: ``distances`` is boolean, complex or not numeric, or ``base`` not
+            a number.
+        ValueError: a distance is not finite, ``distances`` is on the meta device, or
+            ``base`` is not a finite number above 1.
     """
-    check_dim_and_base(2, base)
+    base = check_base(base)
     k = _distances(distances)
     log_base = math.log(base)
 
@@ -264,12 +320,10 @@ def power_decay_integral(distances: Tensor | float | list, alpha: float) -> Tens
     Raises:
         TypeError: ``distances`` is boolean, complex or not numeric, or ``alpha`` is not
             a number.
-        ValueError: a distance is not finite, or ``alpha`` is not finite and positive.
+        ValueError: a distance is not finite, ``distances`` is on the meta device, or
+            ``alpha`` is not finite and positive.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-        raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a finite positive number, got {alpha!r}")
+    alpha = _checks.real(alpha, "alpha", positive=True)
     k = _distances(distances)
     s = mpmath.mpf(1) / alpha
 
@@ -297,19 +351,25 @@ def covariance_dominance(table: Tensor) -> dict[str, float]:
 
     Args:
         table: real tensor of shape ``(samples, dim)`` with ``samples >= 2`` and
-            ``dim >= 2``.
+            ``dim >= 2``, finite.
 
     Raises:
         TypeError: ``table`` is not a real floating-point tensor.
-        ValueError: ``table`` is not two-dimensional with at least two rows and columns.
+        ValueError: ``table`` is not two-dimensional with at least two rows and
+            columns, is on the meta device, is not finite, or has no variance
+            (constant columns: every summary would be 0/0).
     """
-    if not isinstance(table, Tensor) or not table.is_floating_point():
-        raise TypeError("table must be a real floating-point tensor")
+    _checks.tensor(table, "table")
     if table.dim() != 2 or min(table.shape) < 2:
         raise ValueError(
             f"table must have shape (samples, dim), both >= 2, got {tuple(table.shape)}"
         )
+    has_values(table, "table", "the summaries are numbers")
     covariance = torch.cov(table.detach().to(torch.float64).T)
+    if not bool(torch.isfinite(covariance).all()):
+        raise ValueError("table must be finite")
+    if not bool(covariance.abs().amax() > 0):
+        raise ValueError("table has no variance (constant columns): nothing to compare")
     diagonal = covariance.diagonal().abs()
     off = (covariance - torch.diag(covariance.diagonal())).abs()
     dim = len(diagonal)
@@ -324,57 +384,72 @@ class SinusoidalEmbedding(nn.Module):
     """Sinusoidal position embedding with a cached table, for use inside models.
 
     ``forward(positions)`` returns ``sinusoidal_embedding(positions, dim, base=base)``
-    in the module's dtype. Integer positions in ``[0, len(table))`` are looked up in a
-    table that is built on first use and grown (doubling) when a larger position
-    arrives; other positions are computed directly. The table is a non-persistent
-    buffer: it follows ``.to(device, dtype)`` and is never written to a state dict.
+    in the module's dtype, of shape ``positions.shape + (dim,)``. Integer positions in
+    ``[0, len(table))`` are looked up in a table that is built on first use and grown
+    (doubling) when a larger position arrives, up to ``max_cached_length`` rows; other
+    positions (real, negative, beyond the limit, or on the meta device) are computed
+    directly. The table is a non-persistent buffer: it follows ``.to(device, dtype)``
+    and is never written to a state dict.
 
     Args:
         dim: encoding dimension, positive and even.
         base: the frequency base.
-        initial_length: number of positions tabulated up front.
+        initial_length: number of positions tabulated up front (at most
+            ``max_cached_length``).
+        max_cached_length: the most rows the table may hold (default
+            :data:`~kexue.positions._validation.MAX_CACHED_LENGTH`, 65,536).
+
+    Raises:
+        TypeError: ``dim``, ``initial_length`` or ``max_cached_length`` not an int;
+            in ``forward``, boolean or complex ``positions``.
+        ValueError: ``dim`` not positive and even, ``base`` not a finite number above
+            1, a length not positive; in ``forward``, ``positions`` on another device.
     """
 
     table: Tensor
 
     def __init__(
-        self, dim: int, *, base: float = 10000.0, initial_length: int = 512
+        self,
+        dim: int,
+        *,
+        base: float = 10000.0,
+        initial_length: int = 512,
+        max_cached_length: int = MAX_CACHED_LENGTH,
     ) -> None:
         super().__init__()
-        check_dim_and_base(dim, base)
-        check_initial_length(initial_length)
-        self.dim, self.base = dim, float(base)
-        positions = torch.arange(initial_length)
+        self.dim, self.base = dim_and_base(dim, base)
+        initial_length = _checks.positive_int(initial_length, "initial_length")
+        self.max_cached_length = _checks.positive_int(
+            max_cached_length, "max_cached_length"
+        )
+        positions = torch.arange(min(initial_length, self.max_cached_length))
         self.register_buffer(
             "table", sinusoidal_embedding(positions, dim, base=base), persistent=False
         )
 
     def forward(self, positions: Tensor) -> Tensor:
         positions = as_positions(positions)
-        if positions.device != self.table.device:
-            raise ValueError(
-                f"positions are on {positions.device} but the embedding is on "
-                f"{self.table.device}; move one of them"
-            )
-        if positions.is_floating_point():
-            return sinusoidal_embedding(
-                positions, self.dim, base=self.base, dtype=self.table.dtype
-            )
-        if positions.numel() and int(positions.min()) < 0:
-            return sinusoidal_embedding(
-                positions, self.dim, base=self.base, dtype=self.table.dtype
-            )
-        needed = int(positions.max()) + 1 if positions.numel() else 0
-        if needed > len(self.table):
-            self._grow(needed)
+        _checks.same_device(("the embedding", self.table), positions=positions)
+        if not positions.numel():
+            return self.table.new_empty(*positions.shape, self.dim)
+        if positions.is_floating_point() or positions.device.type == "meta":
+            return self._direct(positions)
+        low, high = (int(v) for v in torch.aminmax(positions))  # one sync
+        if low < 0 or high >= self.max_cached_length:
+            return self._direct(positions)
+        if high >= len(self.table):
+            self._grow(high + 1)
         return self.table[positions]
 
-    def _grow(self, needed: int) -> None:
-        length = max(needed, 2 * len(self.table))
-        positions = torch.arange(length, device=self.table.device)
-        self.table = sinusoidal_embedding(
+    def _direct(self, positions: Tensor) -> Tensor:
+        return sinusoidal_embedding(
             positions, self.dim, base=self.base, dtype=self.table.dtype
         )
+
+    def _grow(self, needed: int) -> None:
+        length = min(max(needed, 2 * len(self.table)), self.max_cached_length)
+        positions = torch.arange(length, device=self.table.device)
+        self.table = self._direct(positions)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={self.base:g}, cached={len(self.table)}"

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kexue import _checks
+
 __all__ = [
     "discretize",
     "lagt",
@@ -46,8 +48,11 @@ def legs(N: int) -> tuple[Tensor, Tensor]:
 
     ``B_n = sqrt(2(2n+1))``. Returns float64 tensors ``A (N, N)``, ``B (N,)``; the state
     obeys ``T c'(T) = A c + B u(T)``.
+
+    Raises:
+        TypeError: ``N`` is not an int. ValueError: ``N < 1``.
     """
-    _check_order(N)
+    N = _checks.positive_int(N, "N")
     root = torch.sqrt(2 * torch.arange(N, dtype=torch.float64) + 1)
     A = -torch.tril(root[:, None] * root[None, :], diagonal=-1) - torch.diag(
         torch.arange(1, N + 1, dtype=torch.float64)
@@ -59,10 +64,14 @@ def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
     """LegT on a window ``w``: ``B_n = sqrt(2(2n+1)) / w`` and
     ``A_nk = -(1/w) sqrt((2n+1)(2k+1)) * (1 if k < n else (-1)^(n-k))``.
 
-    The state obeys ``c'(T) = A c + B u(T)``; float64 tensors."""
-    _check_order(N)
-    if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
-        raise ValueError(f"window must be a positive finite number, got {window!r}")
+    The state obeys ``c'(T) = A c + B u(T)``; float64 tensors ``(N, N)``, ``(N,)``.
+
+    Raises:
+        TypeError: ``N`` not an int, ``window`` not a number.
+        ValueError: ``N < 1``, ``window`` not positive and finite.
+    """
+    N = _checks.positive_int(N, "N")
+    window = _checks.real(window, "window", positive=True)
     n = torch.arange(N, dtype=torch.float64)
     root = torch.sqrt(2 * n + 1)
     sign = torch.where(
@@ -75,8 +84,12 @@ def legt(N: int, *, window: float = 1.0) -> tuple[Tensor, Tensor]:
 def lagt(N: int) -> tuple[Tensor, Tensor]:
     """LagT (Laguerre, exponentially decaying measure), as in S4.
 
-    ``A = -I/2 - tril(1, -1)``, ``B = 1``."""
-    _check_order(N)
+    ``A = -I/2 - tril(1, -1)``, ``B = 1``; float64 tensors ``(N, N)``, ``(N,)``.
+
+    Raises:
+        TypeError: ``N`` is not an int. ValueError: ``N < 1``.
+    """
+    N = _checks.positive_int(N, "N")
     A = -0.5 * torch.eye(N, dtype=torch.float64) - torch.tril(
         torch.ones(N, N, dtype=torch.float64), diagonal=-1
     )
@@ -87,13 +100,18 @@ def legs_matvec(v: Tensor) -> Tensor:
     """``A v`` for the LegS matrix in O(N) per vector, by a prefix sum:
     ``(A v)_n = n v_n - sqrt(2n+1) sum_{k<=n} sqrt(2k+1) v_k``.
 
-    ``v`` has shape ``(..., N)``; any floating dtype and device.
+    ``v``: floating ``(..., N)`` (``N = 0`` and empty batches give empty results), any
+    device. Returns the shape and dtype of ``v``; half precision is computed in float32
+    (the prefix sum overflows float16).
+
+    Raises:
+        TypeError: ``v`` not a floating tensor. ValueError: ``v`` is 0-d.
     """
-    if not v.is_floating_point() or v.dim() < 1 or v.shape[-1] < 1:
-        raise ValueError("v must be a floating tensor of shape (..., N) with N >= 1")
-    n = torch.arange(v.shape[-1], dtype=v.dtype, device=v.device)
+    v = _checks.tensor(v, "v", min_ndim=1)
+    w = v.to(_checks.compute_dtype(v.dtype))
+    n = torch.arange(v.shape[-1], dtype=w.dtype, device=v.device)
     root = torch.sqrt(2 * n + 1)
-    return n * v - root * torch.cumsum(root * v, dim=-1)
+    return (n * w - root * torch.cumsum(root * w, dim=-1)).to(v.dtype)
 
 
 def discretize(
@@ -109,26 +127,42 @@ def discretize(
     Inverses are never formed: linear solves instead.
 
     Args:
-        A: ``(N, N)``; B: ``(N,)`` or ``(N, M)``; step: a positive number or a tensor of
-            steps of any shape (the results get that shape in front).
+        A: floating ``(N, N)``. B: ``(N,)`` or ``(N, M)``, of the dtype and device of
+            ``A``. step: a positive number, or a floating tensor of positive steps of
+            any shape (possibly empty) on ``A``'s device: the results get that shape in
+            front.
+
+    Returns:
+        ``A_bar (..., N, N)`` and ``B_bar (..., N)`` or ``(..., N, M)`` in ``A``'s
+        dtype; half precision is computed in float32 (the solves need it).
+
+    Raises:
+        TypeError: ``A``, ``B`` or ``step`` of the wrong type, ``B``'s dtype not
+            ``A``'s.
+        ValueError: ``method`` unknown, ``A`` not square, ``B`` of the wrong rank or
+            length, a tensor on another device, a step not positive and finite.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if (
-        A.dim() != 2
-        or A.shape[0] != A.shape[1]
-        or B.shape[0] != A.shape[0]
-        or B.dim() > 2
-    ):
+    method = _checks.choice(method, "method", METHODS)
+    A = _checks.tensor(A, "A", ndim=2)
+    B = _checks.tensor(B, "B")
+    _checks.same_device(("A", A), B=B)
+    _checks.same_dtype(("A", A), B=B)
+    if A.shape[0] != A.shape[1] or B.dim() not in (1, 2) or B.shape[0] != A.shape[0]:
         raise ValueError(
             "need A (N, N) and B (N,) or (N, M), got "
             f"{tuple(A.shape)} and {tuple(B.shape)}"
         )
+    compute = _checks.compute_dtype(A.dtype)
+    eps = _positive(step, "step", A).to(compute)
+    A_bar, B_bar = _discretize(A.to(compute), B.to(compute), eps, method)
+    return A_bar.to(A.dtype), B_bar.to(A.dtype)
+
+
+def _discretize(
+    A: Tensor, B: Tensor, eps: Tensor, method: str
+) -> tuple[Tensor, Tensor]:
     vector_b = B.dim() == 1
     Bm = B[:, None] if vector_b else B
-    eps = torch.as_tensor(step, dtype=A.dtype, device=A.device)
-    if not bool(torch.all(torch.isfinite(eps) & (eps > 0))):
-        raise ValueError(f"step must be positive and finite, got {step!r}")
     e = eps[..., None, None]
     eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
     if method == "forward":
@@ -155,6 +189,21 @@ def discretize(
     return A_bar, (B_bar[..., 0] if vector_b else B_bar)
 
 
+def _positive(step: object, name: str, like: Tensor) -> Tensor:
+    """``step`` (a number or a floating tensor on ``like``'s device) as a tensor of
+    positive finite values (not checked on the meta device)."""
+    if not isinstance(step, Tensor):
+        value = _checks.real(step, name, positive=True)
+        return torch.tensor(value, dtype=like.dtype, device=like.device)
+    step = _checks.tensor(step, name)
+    _checks.same_device(("A", like), **{name: step})
+    if step.device.type != "meta" and not bool(
+        torch.all(torch.isfinite(step) & (step > 0))
+    ):
+        raise ValueError(f"{name} must be positive and finite everywhere")
+    return step
+
+
 def legs_memory(u: Tensor, N: int, *, scheme: str = "s4") -> Tensor:
     """Run LegS online over ``u`` of shape ``(batch, length)``: ``(batch, length, N)``.
 
@@ -168,41 +217,54 @@ def legs_memory(u: Tensor, N: int, *, scheme: str = "s4") -> Tensor:
     - ``"exact"``: the same held input, solved exactly in ``tau = ln t``: a
       zero-order hold with step ``ln((k+1)/k)``, one matrix exponential per step.
 
-    Output ``k`` is the state after ``u_0, ..., u_k`` (time ``k + 1``).
+    Output ``k`` is the state after ``u_0, ..., u_k`` (time ``k + 1``). ``u`` is real
+    (integer inputs are promoted to float32); computed in float32 at least and returned
+    in ``u``'s floating dtype. Empty batches and ``length = 0`` give empty results.
+    Memory: ``length`` transitions of ``N x N``.
+
+    Raises:
+        TypeError: ``u`` not a real tensor (bool, complex); ``N`` not an int.
+        ValueError: ``u`` not 2-D; ``N < 1``; ``scheme`` unknown.
     """
+    u, compute, out_dtype = _signal(u)
+    N = _checks.positive_int(N, "N")
+    scheme = _checks.choice(scheme, "scheme", ("s4", "article", "exact"))
+    batch, length = u.shape
+    if length == 0:
+        return torch.zeros(batch, 0, N, dtype=out_dtype, device=u.device)
+    A, B = (m.to(dtype=compute, device=u.device) for m in legs(N))
+    steps = torch.arange(1, length + 1, dtype=compute, device=u.device)
+    eye = torch.eye(N, dtype=compute, device=u.device)
+    k = steps[:, None, None]
+    if scheme == "exact":
+        transition, drive = _discretize(A, B, torch.log1p(1 / steps), "zoh")
+    else:
+        # (length, N, N) and (length, N)
+        left = eye - A / (2 * (k if scheme == "s4" else k + 1))
+        transition = torch.linalg.solve(left, eye + A / (2 * k))
+        drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
+    state = torch.zeros(batch, N, dtype=compute, device=u.device)
+    u = u.to(compute)
+    out = []
+    if scheme != "s4":  # x_1: the coefficients of the constant u_0 on [0, 1]
+        state[:, 0] = math.sqrt(2) * u[:, 0]
+        out.append(state)
+    first = 0 if scheme == "s4" else 1
+    for index in range(first, length):
+        step = index if scheme == "s4" else index - 1
+        state = state @ transition[step].T + u[:, index : index + 1] * drive[step]
+        out.append(state)
+    return torch.stack(out, dim=1).to(out_dtype)
+
+
+def _signal(u: object) -> tuple[Tensor, torch.dtype, torch.dtype]:
+    """``u`` checked as a real ``(batch, length)`` tensor, with the dtype to compute in
+    and the dtype to return (float32 for integer signals)."""
+    u = _checks.tensor(u, "u", kind="real")
     if u.dim() != 2:
         raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
-    if scheme not in ("s4", "article", "exact"):
-        raise ValueError(f"scheme must be 's4', 'article' or 'exact', got {scheme!r}")
-    A, B = (
-        m.to(dtype=torch.promote_types(u.dtype, torch.float32), device=u.device)
-        for m in legs(N)
-    )
-    steps = torch.arange(1, u.shape[1] + 1, dtype=A.dtype, device=u.device)
-    eye = torch.eye(N, dtype=A.dtype, device=u.device)
-    k = steps[:, None, None]
-    if scheme == "s4":
-        left = eye - A / (2 * k)
-        # (length, N, N) and (length, N)
-        transition = torch.linalg.solve(left, eye + A / (2 * k))
-        drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
-    elif scheme == "article":
-        left = eye - A / (2 * (k + 1))
-        transition = torch.linalg.solve(left, eye + A / (2 * k))
-        drive = torch.linalg.solve(left, (B / steps[:, None])[..., None])[..., 0]
-    else:
-        transition, drive = discretize(A, B, torch.log1p(1 / steps), method="zoh")
-    state = torch.zeros(u.shape[0], N, dtype=A.dtype, device=u.device)
-    first = 1 if scheme == "s4" else 0
-    if scheme != "s4":  # x_1: the coefficients of the constant u_0 on [0, 1]
-        state[:, 0] = math.sqrt(2) * u[:, 0].to(A.dtype)
-    out = [] if scheme == "s4" else [state]
-    for index in range(1 - first, u.shape[1]):
-        step = index if scheme == "s4" else index - 1
-        value = u[:, index : index + 1].to(A.dtype)
-        state = state @ transition[step].T + value * drive[step]
-        out.append(state)
-    return torch.stack(out, dim=1).to(u.dtype if u.is_floating_point() else A.dtype)
+    out_dtype = u.dtype if u.is_floating_point() else torch.float32
+    return u, _checks.compute_dtype(out_dtype), out_dtype
 
 
 def legs_solve(v: Tensor, lam: float) -> Tensor:
@@ -210,67 +272,104 @@ def legs_solve(v: Tensor, lam: float) -> Tensor:
 
     With ``S_n = sum_{k<=n} sqrt(2k+1) z_k`` the system is the scalar recursion
     ``S_n = [(1 - lam n) S_(n-1) + sqrt(2n+1) v_n] / (1 + lam (n+1))``
-    (kexue.fm/archives/10137), and ``z_n = (S_n - S_(n-1)) / sqrt(2n+1)``. ``v`` has
-    shape ``(..., N)``; ``lam`` must keep ``1 + lam (n+1)`` away from zero.
+    (kexue.fm/archives/10137), and ``z_n = (S_n - S_(n-1)) / sqrt(2n+1)``. ``v``:
+    floating ``(..., N)`` (empty allowed); returns its shape and dtype, computed in
+    float32 at least. ``lam`` must keep ``1 + lam (n+1)`` away from zero.
+
+    Raises:
+        TypeError: ``v`` not a floating tensor, ``lam`` not a number.
+        ValueError: ``v`` 0-d; ``lam`` not finite or making ``I - lam A`` singular.
     """
-    if not v.is_floating_point() or v.dim() < 1 or v.shape[-1] < 1:
-        raise ValueError("v must be a floating tensor of shape (..., N) with N >= 1")
-    if not (isinstance(lam, int | float) and math.isfinite(lam)):
-        raise ValueError(f"lam must be a finite number, got {lam!r}")
+    v = _checks.tensor(v, "v", min_ndim=1)
+    lam = _checks.real(lam, "lam")
     N = v.shape[-1]
-    if any(abs(1 + lam * (n + 1)) < 1e-12 for n in range(N)):
+    # 1 + lam (n + 1) = 0 only at n + 1 = -1/lam
+    nearest = round(-1 / lam) if lam < 0 else 0
+    if 1 <= nearest <= N and abs(1 + lam * nearest) < 1e-12:
         raise ValueError(f"I - lam A is singular for lam = {lam!r}")
-    root = torch.sqrt(2 * torch.arange(N, dtype=v.dtype, device=v.device) + 1)
-    previous = torch.zeros_like(v[..., 0])
+    if N == 0:
+        return torch.empty_like(v)
+    w = v.to(_checks.compute_dtype(v.dtype))
+    root = torch.sqrt(2 * torch.arange(N, dtype=w.dtype, device=v.device) + 1)
+    previous = torch.zeros_like(w[..., 0])
     sums = []
     for n in range(N):
-        previous = ((1 - lam * n) * previous + root[n] * v[..., n]) / (
+        previous = ((1 - lam * n) * previous + root[n] * w[..., n]) / (
             1 + lam * (n + 1)
         )
         sums.append(previous)
     S = torch.stack(sums, dim=-1)
-    return torch.diff(S, dim=-1, prepend=torch.zeros_like(S[..., :1])) / root
+    z = torch.diff(S, dim=-1, prepend=torch.zeros_like(S[..., :1])) / root
+    return z.to(v.dtype)
 
 
 def legt_memory(u: Tensor, N: int, *, window: float, dt: float) -> Tensor:
     """Run LegT online over ``u`` of shape ``(batch, length)`` sampled every ``dt``.
 
-    Returns ``(batch, length, N)``, with the bilinear discretisation of :func:`legt`.
+    Returns ``(batch, length, N)``, with the bilinear discretisation of :func:`legt`
+    (built in float64). ``u`` is real (integers promoted to float32); computed in
+    float32 at least and returned in ``u``'s floating dtype; empty batches and
+    ``length = 0`` give empty results.
+
+    Raises:
+        TypeError: ``u`` not a real tensor; ``N``, ``window`` or ``dt`` of the wrong
+            type.
+        ValueError: ``u`` not 2-D, ``N < 1``, ``window`` or ``dt`` not positive and
+            finite.
     """
-    if u.dim() != 2:
-        raise ValueError(f"u must have shape (batch, length), got {tuple(u.shape)}")
+    u, compute, out_dtype = _signal(u)
+    dt = _checks.real(dt, "dt", positive=True)
     A, B = legt(N, window=window)
-    A_bar, B_bar = discretize(A, B, dt, method="bilinear")
-    dtype = torch.promote_types(u.dtype, torch.float32)
-    A_bar, B_bar = (
-        A_bar.to(dtype=dtype, device=u.device),
-        B_bar.to(dtype=dtype, device=u.device),
-    )
-    state = torch.zeros(u.shape[0], N, dtype=dtype, device=u.device)
+    A_bar, B_bar = _discretize(A, B, torch.tensor(dt, dtype=A.dtype), "bilinear")
+    A_bar, B_bar = (m.to(dtype=compute, device=u.device) for m in (A_bar, B_bar))
+    batch, length = u.shape
+    state = torch.zeros(batch, A.shape[0], dtype=compute, device=u.device)
+    u = u.to(compute)
     out = []
-    for k in range(u.shape[1]):
-        state = state @ A_bar.T + u[:, k : k + 1].to(dtype) * B_bar
+    for k in range(length):
+        state = state @ A_bar.T + u[:, k : k + 1] * B_bar
         out.append(state)
-    return torch.stack(out, dim=1)
+    if not out:
+        return torch.zeros(batch, 0, A.shape[0], dtype=out_dtype, device=u.device)
+    return torch.stack(out, dim=1).to(out_dtype)
 
 
 def reconstruct(coeffs: Tensor, points: Tensor) -> Tensor:
     """``sum_n c_n g_n(s)`` at ``points`` ``s`` in ``[-1, 1]``.
 
-    Here ``g_n = sqrt((2n+1)/2) P_n``; ``coeffs`` has shape ``(..., N)`` and ``points``
-    shape ``(P,)``; returns ``(..., P)``. Legendre polynomials by the three-term
+    Here ``g_n = sqrt((2n+1)/2) P_n``. Legendre polynomials by the three-term
     recurrence (stable on ``[-1, 1]``).
+
+    Args:
+        coeffs: floating ``(..., N)`` (``N = 0`` gives zeros).
+        points: real ``(P,)`` on the device of ``coeffs``: one 1-D set of points shared
+            by every coefficient vector (for points per vector, loop or ``vmap``).
+            Integer points are promoted.
+
+    Returns:
+        ``(..., P)`` in the dtype of ``coeffs``, computed in float32 at least.
+
+    Raises:
+        TypeError: ``coeffs`` not floating (integer coefficients would make the
+            recurrence integer arithmetic), ``points`` not a real tensor.
+        ValueError: ``coeffs`` 0-d, ``points`` not 1-D, or on another device.
     """
+    coeffs = _checks.tensor(coeffs, "coeffs", min_ndim=1)
+    points = _checks.tensor(points, "points", ndim=1, kind="real")
+    _checks.same_device(("coeffs", coeffs), points=points)
+    compute = _checks.compute_dtype(coeffs.dtype)
     N = coeffs.shape[-1]
-    s = points.to(coeffs.dtype)
+    s = points.to(compute)
+    if N == 0:
+        return torch.zeros(
+            *coeffs.shape[:-1], len(s), dtype=coeffs.dtype, device=s.device
+        )
     values = [torch.ones_like(s), s]
     for n in range(1, N - 1):
         values.append(((2 * n + 1) * s * values[n] - n * values[n - 1]) / (n + 1))
     P = torch.stack(values[:N], dim=0)  # (N, P)
-    scale = torch.sqrt(
-        (2 * torch.arange(N, dtype=coeffs.dtype, device=coeffs.device) + 1) / 2
-    )
-    return (coeffs * scale) @ P
+    scale = torch.sqrt((2 * torch.arange(N, dtype=compute, device=s.device) + 1) / 2)
+    return ((coeffs.to(compute) * scale) @ P).to(coeffs.dtype)
 
 
 def legendre_projection(
@@ -285,22 +384,28 @@ def legendre_projection(
 
     The coefficients of ``u`` on ``[start, start + width]`` in the basis ``g_n``, by
     Gauss-Legendre quadrature with ``nodes`` points in float64 (exact for polynomial
-    ``u`` of degree below ``2 nodes - N``). ``u`` maps a float64 tensor of times to
-    values of the same shape. Returns ``(N,)``.
+    ``u`` of degree below ``2 nodes - N``). ``u`` maps a float64 CPU tensor of times to
+    real values of the same shape (on the CPU). Returns float64 ``(N,)``.
+
+    Raises:
+        TypeError: ``u`` not callable or not returning a real tensor; ``start``,
+            ``width`` not numbers; ``N``, ``nodes`` not ints.
+        ValueError: ``start`` not finite, ``width`` not positive and finite, ``N`` or
+            ``nodes`` below 1; ``u``'s result of another shape or device.
     """
-    _check_order(N)
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
-        raise ValueError(f"nodes must be a positive int, got {nodes!r}")
-    if not (math.isfinite(start) and math.isfinite(width) and width > 0):
-        raise ValueError(f"need a finite start and width > 0, got {start!r}, {width!r}")
+    if not callable(u):
+        raise TypeError(f"u must be callable, got {type(u).__name__}")
+    start = _checks.real(start, "start")
+    width = _checks.real(width, "width", positive=True)
+    N = _checks.positive_int(N, "N")
+    nodes = _checks.positive_int(nodes, "nodes")
     s, weights = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(nodes))
-    values = u(start + (s + 1) * width / 2)
-    if not isinstance(values, Tensor) or values.shape != s.shape:
-        raise TypeError("u must map a tensor of times to a tensor of the same shape")
+    values = _checks.tensor(u(start + (s + 1) * width / 2), "u(times)", kind="real")
+    if values.shape != s.shape:
+        raise ValueError(
+            f"u must map times {tuple(s.shape)} to values of the same shape, got "
+            f"{tuple(values.shape)}"
+        )
+    _checks.same_device(("the times", s), **{"u(times)": values})
     basis = torch.eye(N, dtype=torch.float64)
     return reconstruct(basis, s) @ (weights * values.to(torch.float64))
-
-
-def _check_order(N: int) -> None:
-    if isinstance(N, bool) or not isinstance(N, int) or N < 1:
-        raise ValueError(f"N must be a positive int, got {N!r}")

@@ -31,6 +31,7 @@ SURFACES = (
     "kexue.foundations",
     "kexue.positions",
     "kexue.probability",
+    "kexue.representations",
     "kexue.sequences",
     "kexue.book",
     "kexue.data",

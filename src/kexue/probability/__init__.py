@@ -9,6 +9,11 @@ from kexue.probability.estimators import (
     unbiased_std,
     variance,
 )
+from kexue.probability.logistic_closed_form import (
+    gaussian_classifier,
+    gaussian_regression,
+    pooled_covariance,
+)
 from kexue.probability.smoothing import (
     convolve_numerically,
     kernel_density,
@@ -24,10 +29,13 @@ __all__ = [
     "c4",
     "convolve_numerically",
     "expectation_iid",
+    "gaussian_classifier",
+    "gaussian_regression",
     "jackknife",
     "kernel_density",
     "log_variance_bias",
     "mean_and_error",
+    "pooled_covariance",
     "smooth_abs",
     "smooth_floor",
     "smooth_max",

@@ -107,6 +107,29 @@ def _(device):
         close(b, torch.log(torch.tensor([0.5, 0.5], dtype=F64)), atol=1e-7)
 
 
+@case(CLASSIFIER, "covariance='total', float32, against the float64 loop", "value")
+def _(device):
+    x, y = data(device)
+    x64 = x.double().cpu()
+    centred = x64 - x64.mean(0)
+    total = centred.T @ centred / x64.shape[0]
+    means = torch.stack([x64[y.cpu() == i].mean(0) for i in range(3)])
+    weight = torch.linalg.solve(total, means.T)
+    w, _ = P.gaussian_classifier(x, y, covariance="total")
+    assert w.dtype == torch.float32 and w.device.type == device.type
+    close(w, weight, atol=1e-5, rtol=1e-5)
+
+
+@case(CLASSIFIER, "covariance='total', one class, one sample: zeros", "finite")
+def _(device):
+    x = torch.tensor([[1.0, -2.0]], device=device)
+    w, b = P.gaussian_classifier(
+        x, torch.zeros(1, dtype=torch.long, device=device), covariance="total"
+    )
+    close(w, torch.zeros(2, 1, dtype=F64), atol=0)
+    close(b, torch.zeros(1, dtype=F64), atol=0)
+
+
 @case(
     CLASSIFIER, "num_classes beyond the labels: weight 0, bias -inf, no NaN", "finite"
 )
@@ -200,6 +223,8 @@ for target in (CLASSIFIER, POOLED):
     error(target, "y on another device", ValueError, "y", lambda d, f=fit: f(torch.ones(30, 2, device=d), _labels(META)))  # fmt: skip
     error(target, "meta x", ValueError, "x", lambda d, f=fit: f(torch.ones(30, 2, device=META), _labels(META)))  # fmt: skip
 
+error(CLASSIFIER, "covariance 'within'", ValueError, "covariance", lambda d: P.gaussian_classifier(*data(d), covariance="within"))  # fmt: skip
+error(CLASSIFIER, "covariance None", ValueError, "covariance", lambda d: P.gaussian_classifier(*data(d), covariance=None))  # fmt: skip
 error(CLASSIFIER, "shrinkage 1.5", ValueError, "shrinkage", lambda d: P.gaussian_classifier(*data(d), shrinkage=1.5))  # fmt: skip
 error(CLASSIFIER, "shrinkage -0.1", ValueError, "shrinkage", lambda d: P.gaussian_classifier(*data(d), shrinkage=-0.1))  # fmt: skip
 error(CLASSIFIER, "shrinkage a tensor", TypeError, "shrinkage", lambda d: P.gaussian_classifier(*data(d), shrinkage=torch.tensor(0.1)))  # fmt: skip

@@ -219,6 +219,38 @@ def test_analytic_agrees_with_gradient_descent_on_gaussian_data() -> None:
     assert ((w_an - w_gd).norm() / w_gd.norm()).item() < 0.02
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_total_covariance_against_a_float64_loop(
+    classes: int, device: torch.device
+) -> None:
+    x, y = gaussian_classes(200, 5, classes, seed=11)
+    centred = x - x.mean(0)
+    total = sum(torch.outer(r, r) for r in centred) / 200
+    means = torch.stack([x[y == i].mean(0) for i in range(classes)])
+    weight = torch.linalg.solve(total, means.T)
+    prior = torch.bincount(y).double() / 200
+    bias = prior.log() - 0.5 * (means * weight.T).sum(-1)
+    w, b = gaussian_classifier(x.to(device), y.to(device), covariance="total")
+    torch.testing.assert_close(w.cpu(), weight, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(b.cpu(), bias, atol=1e-12, rtol=1e-12)
+
+
+def test_total_covariance_keeps_the_binary_direction() -> None:
+    """Sigma_total = Sigma + p0 p1 d^T d: Sherman-Morrison keeps w_1 - w_0 parallel."""
+    x, y = gaussian_classes(300, 6, 2, seed=12)
+    w = gaussian_classifier(x, y)[0]
+    w_total = gaussian_classifier(x, y, covariance="total")[0]
+    pooled, total = w[:, 1] - w[:, 0], w_total[:, 1] - w_total[:, 0]
+    cosine = pooled @ total / (pooled.norm() * total.norm())
+    assert abs(cosine.item() - 1) < 1e-12
+    assert (pooled.norm() - total.norm()).abs() > 1e-3  # the length does change
+    multi = gaussian_classifier(*gaussian_classes(300, 6, 3, seed=12))[0]
+    multi_total = gaussian_classifier(
+        *gaussian_classes(300, 6, 3, seed=12), covariance="total"
+    )[0]
+    assert not torch.allclose(multi, multi_total)
+
+
 def test_empty_class_is_never_predicted() -> None:
     x, y = gaussian_classes(60, 3, 2, seed=10)
     w, b = gaussian_classifier(x, y, num_classes=4)

@@ -137,6 +137,7 @@ def gaussian_classifier(
     *,
     num_classes: int | None = None,
     shrinkage: float = 0.0,
+    covariance: str = "pooled",
 ) -> tuple[Tensor, Tensor]:
     """The closed-form softmax classifier of classes Gaussian with a shared covariance.
 
@@ -152,6 +153,12 @@ def gaussian_classifier(
     ``(1 - s) Sigma + s (tr Sigma / d) I``: positive definite for any ``s > 0`` unless
     ``Sigma = 0``, and at ``s = 1`` the nearest-class-mean classifier with priors.
 
+    ``covariance="total"`` puts the covariance of all the data, class labels ignored,
+    in place of the pooled one: the article's first suggestion for ``Sigma``. It adds
+    the between-class scatter ``sum_i p_i (mu_i - mu)^T (mu_i - mu)``; with two classes
+    that is a rank-one term along ``mu_1 - mu_0``, so (Sherman-Morrison) the direction
+    of ``w_1 - w_0`` is unchanged and only its length and ``b`` move.
+
     A class without samples (possible with ``num_classes``) gets ``W[:, i] = 0`` and
     ``b_i = -inf`` (``log p_i`` with ``p_i = 0``): it is never predicted.
 
@@ -160,6 +167,8 @@ def gaussian_classifier(
         y: class labels, shape ``(n,)``, an integer dtype, values in ``[0, C)``.
         num_classes: ``C``; None means ``y.max() + 1``.
         shrinkage: ``s`` in ``[0, 1]``.
+        covariance: ``"pooled"`` (within-class, the article's model) or ``"total"``
+            (all the data around their mean).
 
     Returns:
         ``W`` of shape ``(d, C)`` and ``b`` of shape ``(C,)``, in ``x``'s dtype and
@@ -168,15 +177,21 @@ def gaussian_classifier(
 
     Raises:
         TypeError: as :func:`pooled_covariance`; ``shrinkage`` not a number.
-        ValueError: as :func:`pooled_covariance`; ``shrinkage`` outside ``[0, 1]``.
+        ValueError: as :func:`pooled_covariance`; ``shrinkage`` outside ``[0, 1]``;
+            ``covariance`` not one of ``"pooled"``, ``"total"``.
     """
     x = _check_features(x)
     y, classes = _check_labels(x, y, num_classes)
     s = _checks.real(shrinkage, "shrinkage", nonnegative=True)
     if s > 1:
         raise ValueError(f"shrinkage must be in [0, 1], got {s}")
+    kind = _checks.choice(covariance, "covariance", ("pooled", "total"))
     counts, means = _class_statistics(x, y, classes)
-    sigma = _pooled(x.to(_F64), y, means)
+    x64 = x.to(_F64)
+    if kind == "pooled":
+        sigma = _pooled(x64, y, means)
+    else:  # one class for all: centre on the overall mean
+        sigma = _pooled(x64, torch.zeros_like(y), x64.mean(0, keepdim=True))
     if s > 0:
         dim = sigma.shape[0]
         target = torch.eye(dim, dtype=_F64, device=x.device) * sigma.trace() / dim

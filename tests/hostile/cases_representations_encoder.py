@@ -608,3 +608,65 @@ def _encode_finite(device):
     out = _encode(texts=["", "   ", "\x00", "😀" * 300, "x" * 5000])(device)
     finite(out)
     close(out.norm(dim=-1), torch.ones(5, dtype=F64), atol=1e-6)
+
+
+# ---------------------------------------------------------------- encode_poolings
+P = "encode_poolings"
+
+
+def _poolings(**changes):
+    def call(device):
+        args = {"tokenizer": tokenizer(), "encoder": tiny(device, torch.float32)}
+        args |= changes
+        texts = args.pop("texts", ["a b", "c"])
+        return R.encode_poolings(texts, **args)
+
+    return call
+
+
+error(P, "tokenizer=None: TypeError", TypeError, "tokenizer", _poolings(tokenizer=None))
+error(
+    P,
+    "a transformers-like module as encoder: TypeError",
+    TypeError,
+    "encoder",
+    _poolings(encoder=torch.nn.Linear(2, 2)),
+)
+error(P, "batch_size=0: ValueError", ValueError, "batch_size", _poolings(batch_size=0))
+error(
+    P, "batch_size=2.0: TypeError", TypeError, "batch_size", _poolings(batch_size=2.0)
+)
+error(P, "max_length=1: ValueError", ValueError, "max_length", _poolings(max_length=1))
+error(P, "texts=b'bytes': TypeError", TypeError, "texts", _poolings(texts=b"bytes"))
+
+
+@case(P, "no texts: every pooling (0, hidden) float32", "empty")
+def _poolings_empty(device):
+    out = _poolings(texts=[])(device)
+    assert out and all(v.shape == (0, 8) for v in out.values())
+    assert all(v.dtype == torch.float32 for v in out.values())
+
+
+@case(P, "sorted batches restore the order; float64 BERT pooled by hand", "value")
+def _poolings_value(device):
+    texts = ["a much longer text than the others, with words", "", "short one", "x"]
+    model = tiny(device, F64)
+    tok = tokenizer()
+    ids, mask = tok.encode(texts)
+    states = bert64(model, ids, mask)
+    last = len(states) - 1
+    weight = mask[..., None].double()
+    out = R.encode_poolings(texts, tokenizer=tok, encoder=model, batch_size=3)
+    for i, h in enumerate(states):
+        close(out[f"mean {i}"], (h * weight).sum(1) / weight.sum(1), atol=1e-6)
+    close(out[f"cls {last}"], states[-1][:, 0], atol=1e-6)
+    top = states[-1].masked_fill(~mask[..., None], -torch.inf).amax(1)
+    close(out[f"max {last}"], top, atol=1e-6)
+    first_last = ((states[1] + states[-1]) * weight).sum(1) / weight.sum(1) / 2
+    close(out["first-last"], first_last, atol=1e-6)
+
+
+@case(P, "empty strings and unknown scripts: finite rows", "finite")
+def _poolings_finite(device):
+    out = _poolings(texts=["", "   ", "\x00", "😀" * 300, "x" * 5000])(device)
+    finite(*out.values())

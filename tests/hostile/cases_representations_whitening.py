@@ -429,3 +429,222 @@ error(
     "a",
     lambda d: R.spearman([1.0, 2.0], torch.randn(2, device=d)),
 )
+
+
+# ---------------------------------------------------------------- covariance_rank
+def rank64(x: torch.Tensor) -> int:
+    """numpy.linalg.matrix_rank of the covariance, with the floor max(n, d) eps s_max."""
+    vecs = x.detach().double().cpu().numpy()
+    n, d = vecs.shape
+    cov = np.cov(vecs.T).reshape(d, d)
+    tol = max(n, d) * np.finfo(np.float64).eps * max(np.linalg.eigvalsh(cov).max(), 0)
+    return int(np.linalg.matrix_rank(cov, tol=tol, hermitian=True))
+
+
+@case(
+    "representations.covariance_rank",
+    "full, deficient and n <= d against numpy",
+    "value",
+)
+def _(device):
+    low = sample(50, 3, device) @ torch.randn(3, 6, dtype=F64, device=device)
+    for x in (sample(40, 5, device), low, sample(4, 6, device)):
+        assert R.covariance_rank(x) == rank64(x)
+    assert R.covariance_rank(sample(4, 6, device)) == 3
+
+
+@case("representations.covariance_rank", "float16 and odd-offset views", "device")
+def _(device):
+    assert R.covariance_rank(sample(50, 4, device, dtype=torch.float16)) == 4
+    x = odd_view(30, 3, device=device, dtype=F64)
+    assert R.covariance_rank(x) == rank64(x) == 3
+
+
+error(
+    "representations.covariance_rank",
+    "int64 rows: TypeError",
+    TypeError,
+    "x",
+    lambda d: R.covariance_rank(torch.ones(4, 2, dtype=torch.int64, device=d)),
+)
+error(
+    "representations.covariance_rank",
+    "one row: ValueError",
+    ValueError,
+    "x",
+    lambda d: R.covariance_rank(torch.ones(1, 2, device=d)),
+)
+error(
+    "representations.covariance_rank",
+    "NaN: ValueError",
+    ValueError,
+    "finite",
+    lambda d: R.covariance_rank(torch.full((3, 2), float("nan"), device=d)),
+)
+error(
+    "representations.covariance_rank",
+    "meta: ValueError",
+    ValueError,
+    "meta",
+    lambda d: R.covariance_rank(torch.ones(3, 2, device=META)),
+)
+
+
+# ---------------------------------------------------------------- Whitening.truncate
+@case("representations.Whitening", "truncate(k) equals a fit with k", "value")
+def _(device):
+    x = sample(60, 5, device)
+    out = R.fit_whitening(x).truncate(2)(x)
+    assert out.shape == (60, 2)
+    close(unit_abs(out), unit_abs(whiten64(x, x, 2)), atol=1e-12)
+
+
+error(
+    "representations.Whitening",
+    "truncate(k > out_features): ValueError",
+    ValueError,
+    "k",
+    lambda d: R.fit_whitening(sample(20, 3, d)).truncate(4),
+)
+error(
+    "representations.Whitening",
+    "truncate(1.5): TypeError",
+    TypeError,
+    "k",
+    lambda d: R.fit_whitening(sample(20, 3, d)).truncate(1.5),
+)
+
+
+# ---------------------------------------------------------------- cosine_matrix
+def cos64(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    a, b = x.detach().double().cpu(), y.detach().double().cpu()
+    out = torch.zeros(len(a), len(b), dtype=F64)
+    for i in range(len(a)):
+        for j in range(len(b)):
+            norm = float(a[i].norm() * b[j].norm())
+            out[i, j] = 0.0 if norm == 0 else float(a[i] @ b[j]) / norm
+    return out
+
+
+@case(
+    "representations.cosine_matrix", "float64 against a loop; zero row gives 0", "value"
+)
+def _(device):
+    x, y = sample(6, 4, device), sample(3, 4, device)
+    x[1] = 0
+    close(R.cosine_matrix(x, y), cos64(x, y), atol=1e-15)
+    close(R.cosine_matrix(x), cos64(x, x), atol=1e-15)
+
+
+@case("representations.cosine_matrix", "float16 huge values: finite, float16", "finite")
+def _(device):
+    x = torch.full((3, 4), 6e4, dtype=torch.float16, device=device)
+    out = R.cosine_matrix(x)
+    assert out.dtype == torch.float16
+    finite(out)
+    close(out, torch.ones(3, 3, dtype=F64), atol=1e-3)
+
+
+@case("representations.cosine_matrix", "empty rows: empty matrix", "empty")
+def _(device):
+    x = torch.zeros(0, 4, device=device)
+    assert R.cosine_matrix(x).shape == (0, 0)
+    assert R.cosine_matrix(x, torch.ones(2, 4, device=device)).shape == (0, 2)
+
+
+@case("representations.cosine_matrix", "odd-offset and transposed views", "device")
+def _(device):
+    x = odd_view(5, 3, device=device, dtype=F64)
+    y = torch.randn(3, 4, dtype=F64, device=device).T
+    close(R.cosine_matrix(x, y), cos64(x, y), atol=1e-15)
+
+
+error(
+    "representations.cosine_matrix",
+    "widths differ: ValueError",
+    ValueError,
+    "width",
+    lambda d: R.cosine_matrix(torch.ones(2, 3, device=d), torch.ones(2, 4, device=d)),
+)
+error(
+    "representations.cosine_matrix",
+    "dtypes differ: TypeError",
+    TypeError,
+    "dtype",
+    lambda d: R.cosine_matrix(
+        torch.ones(2, 3, device=d), torch.ones(2, 3, dtype=F64, device=d)
+    ),
+)
+error(
+    "representations.cosine_matrix",
+    "1-D x: ValueError",
+    ValueError,
+    "x",
+    lambda d: R.cosine_matrix(torch.ones(3, device=d)),
+)
+error(
+    "representations.cosine_matrix",
+    "list y: TypeError",
+    TypeError,
+    "y",
+    lambda d: R.cosine_matrix(torch.ones(2, 3, device=d), [[1.0, 2.0, 3.0]]),
+)
+
+
+# ---------------------------------------------------------------- anisotropy
+@case("representations.anisotropy", "against a loop, with and without groups", "value")
+def _(device):
+    x = sample(7, 3, device)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 2], device=device)
+    cos = cos64(x, x)
+    g = groups.cpu()
+    both = [(i, j) for i in range(7) for j in range(7) if i != j]
+    apart = [(i, j) for i, j in both if g[i] != g[j]]
+    for pairs, out in ((both, R.anisotropy(x)), (apart, R.anisotropy(x, groups))):
+        expected = sum(float(cos[i, j]) for i, j in pairs) / len(pairs)
+        assert abs(out - expected) < 1e-15, (out, expected)
+
+
+@case("representations.anisotropy", "float16 rows: finite", "finite")
+def _(device):
+    out = R.anisotropy(torch.full((4, 3), 6e4, dtype=torch.float16, device=device))
+    assert abs(out - 1.0) < 1e-12
+
+
+error(
+    "representations.anisotropy",
+    "one row: ValueError",
+    ValueError,
+    "x",
+    lambda d: R.anisotropy(torch.ones(1, 3, device=d)),
+)
+error(
+    "representations.anisotropy",
+    "groups of wrong length: ValueError",
+    ValueError,
+    "groups",
+    lambda d: R.anisotropy(torch.ones(3, 2, device=d), torch.tensor([0, 1], device=d)),
+)
+error(
+    "representations.anisotropy",
+    "float groups: TypeError",
+    TypeError,
+    "groups",
+    lambda d: R.anisotropy(torch.ones(3, 2, device=d), torch.zeros(3, device=d)),
+)
+error(
+    "representations.anisotropy",
+    "one group: ValueError",
+    ValueError,
+    "group",
+    lambda d: R.anisotropy(
+        torch.randn(3, 2, device=d), torch.zeros(3, dtype=torch.long, device=d)
+    ),
+)
+error(
+    "representations.anisotropy",
+    "meta: ValueError",
+    ValueError,
+    "meta",
+    lambda d: R.anisotropy(torch.ones(3, 2, device=META)),
+)

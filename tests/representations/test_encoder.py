@@ -18,6 +18,7 @@ from kexue.data import minilm_weights_path
 from kexue.representations.encoder import (
     BertEncoder,
     WordPieceTokenizer,
+    encode_poolings,
     encode_sentences,
     load_minilm,
     mean_pool,
@@ -327,3 +328,68 @@ def test_checkpoint_keys_are_checked(tmp_path: Path) -> None:
     del state["embeddings.position_ids"]
     save_file(state, str(tmp_path / "bare.safetensors"))
     BertEncoder.from_safetensors(tmp_path / "bare.safetensors")  # both are optional
+
+
+# ---------------------------------------------------------------- all poolings at once
+def test_encode_poolings_matches_bert_model_by_hand() -> None:
+    """Every pooling of every layer against transformers' BertModel, pooled here in
+    float64 (hidden states agree to HIDDEN_ATOL; pooling adds no error of its own)."""
+    tok, encoder = minilm()
+    texts = [*lee()[:6], "A dog.", ""]
+    ours = encode_poolings(texts, tokenizer=tok, encoder=encoder, batch_size=3)
+    ids, mask = tok.encode(texts)
+    with torch.inference_mode():
+        states = bert_model()(
+            input_ids=ids, attention_mask=mask.long(), output_hidden_states=True
+        ).hidden_states
+    weight = mask[..., None].double()
+    expected = {
+        f"mean {i}": (h.double() * weight).sum(1) / weight.sum(1).clamp_min(1)
+        for i, h in enumerate(states)
+    }
+    expected["cls 6"] = states[-1][:, 0].double()
+    expected["max 6"] = (
+        states[-1].double().masked_fill(~mask[..., None], -torch.inf).amax(1)
+    )
+    expected["first-last"] = (expected["mean 1"] + expected["mean 6"]) / 2
+    assert list(ours) == list(expected)
+    for name, value in ours.items():
+        assert value.dtype == torch.float32 and value.shape == (len(texts), 384)
+        error = (value.double() - expected[name]).abs().max().item()
+        assert error < HIDDEN_ATOL["cpu"], (name, error)
+
+
+def test_encode_poolings_equals_encode_sentences(device: torch.device) -> None:
+    tok, encoder = load_minilm(device=device)
+    texts = ["The cat sat on the mat.", "A dog.", "", "Rain is expected later today."]
+    ours = encode_poolings(texts, tokenizer=tok, encoder=encoder, batch_size=2)
+    recipes = {"mean 0": (0, "mean"), "mean 3": (3, "mean"), "cls 6": (-1, "cls")}
+    recipes |= {"max 6": (-1, "max"), "first-last": ((1, -1), "mean")}
+    for name, (layer, pooling) in recipes.items():
+        single = encode_sentences(
+            texts,
+            tokenizer=tok,
+            encoder=encoder,
+            batch_size=2,  # the same batches, so the same rounding
+            layer=layer,
+            pooling=pooling,
+            normalize=False,
+        )
+        assert ours[name].device == single.device
+        assert (ours[name] - single).abs().max() < 1e-6, name
+    empty = encode_poolings([], tokenizer=tok, encoder=encoder)
+    assert len(empty) == 10 and all(v.shape == (0, 384) for v in empty.values())
+
+
+def test_encode_poolings_errors() -> None:
+    tok, encoder = minilm()
+    with pytest.raises(TypeError, match="texts"):
+        encode_poolings(3, tokenizer=tok, encoder=encoder)
+    with pytest.raises(TypeError, match="tokenizer"):
+        encode_poolings(["a"], tokenizer=None, encoder=encoder)
+    with pytest.raises(TypeError, match="encoder"):
+        encode_poolings(["a"], tokenizer=tok, encoder=None)
+    with pytest.raises(ValueError, match="batch_size"):
+        encode_poolings(["a"], tokenizer=tok, encoder=encoder, batch_size=0)
+    with pytest.raises(ValueError, match="max_length"):
+        encode_poolings(["a"], tokenizer=tok, encoder=encoder, max_length=1)

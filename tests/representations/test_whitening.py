@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.decomposition import PCA
 
-from kexue.representations.whitening import Whitening, fit_whitening, spearman
+from kexue.representations.whitening import (
+    Whitening,
+    anisotropy,
+    cosine_matrix,
+    covariance_rank,
+    fit_whitening,
+    spearman,
+)
 
 F64 = torch.float64
 
@@ -208,3 +215,110 @@ def test_spearman_errors() -> None:
         spearman(torch.ones(3, dtype=torch.bool), torch.randn(3))
     with pytest.raises(ValueError, match="b must hold finite"):
         spearman(torch.randn(3), torch.tensor([1.0, float("inf"), 0.0]))
+
+
+# ---------------------------------------------------------------- rank, truncate
+@pytest.mark.parametrize(("n", "d", "r"), [(300, 12, 12), (300, 12, 5), (8, 12, 7)])
+def test_covariance_rank_is_numpys_and_the_largest_k_fit_accepts(n, d, r) -> None:
+    g = torch.Generator().manual_seed(n + d + r)
+    basis = torch.randn(min(r, d), d, dtype=F64, generator=g)
+    x = torch.randn(n, min(r, d), dtype=F64, generator=g) @ basis + 2.0
+    centred = x.numpy() - x.numpy().mean(0)
+    cov = centred.T @ centred / (n - 1)
+    s_max = np.linalg.eigvalsh(cov).max()
+    tol = max(n, d) * np.finfo(np.float64).eps * s_max
+    expected = int(np.linalg.matrix_rank(cov, tol=tol, hermitian=True))
+    assert covariance_rank(x) == expected == min(r, n - 1)
+    assert fit_whitening(x, k=expected).out_features == expected
+    if expected < d:
+        with pytest.raises(ValueError, match=f"rank {expected}"):
+            fit_whitening(x, k=expected + 1)
+
+
+def test_covariance_rank_of_constant_rows_and_errors() -> None:
+    assert covariance_rank(torch.ones(5, 3, dtype=F64)) == 0
+    with pytest.raises(TypeError, match="x"):
+        covariance_rank(torch.ones(5, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="2 rows"):
+        covariance_rank(torch.ones(1, 3))
+    with pytest.raises(ValueError, match="finite"):
+        covariance_rank(torch.tensor([[0.0, 1.0], [float("nan"), 2.0]]))
+
+
+def test_truncate_equals_a_fit_with_k(device) -> None:
+    x = correlated(400, 10, seed=3).to(device)
+    full = fit_whitening(x)
+    for k in (1, 4, 10):
+        assert torch.equal(full.truncate(k)(x), fit_whitening(x, k=k)(x))
+    assert full.truncate(4).weight.data_ptr() != full.weight.data_ptr()  # a copy
+    with pytest.raises(ValueError, match="out_features = 10"):
+        full.truncate(11)
+    with pytest.raises(ValueError, match="k"):
+        full.truncate(0)
+    with pytest.raises(TypeError, match="k"):
+        full.truncate(2.0)
+
+
+# ---------------------------------------------------------------- cosines
+def naive_cosines(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(len(x), len(y), dtype=F64)
+    for i, a in enumerate(x.double()):
+        for j, b in enumerate(y.double()):
+            norm = float(a.norm() * b.norm())
+            out[i, j] = 0.0 if norm == 0 else float(a @ b) / norm
+    return out
+
+
+def test_cosine_matrix_against_a_loop(device) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(7, 5, dtype=F64, generator=g)
+    y = torch.randn(4, 5, dtype=F64, generator=g)
+    x[2] = 0  # a zero row: cosine 0, not NaN
+    ours = cosine_matrix(x.to(device), y.to(device)).cpu()
+    assert (ours - naive_cosines(x, y)).abs().max() < 1e-15
+    assert (cosine_matrix(x) - naive_cosines(x, x)).abs().max() < 1e-15
+    half = cosine_matrix(x.half().to(device))
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert (half.cpu().double() - naive_cosines(x, x)).abs().max() < 2e-3
+    assert cosine_matrix(torch.zeros(0, 5)).shape == (0, 0)
+
+
+def test_cosine_matrix_errors() -> None:
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="width"):
+        cosine_matrix(x, torch.randn(3, 5))
+    with pytest.raises(TypeError, match="dtype"):
+        cosine_matrix(x, torch.randn(3, 4, dtype=F64))
+    with pytest.raises(ValueError, match="x"):
+        cosine_matrix(torch.randn(4))
+    with pytest.raises(TypeError, match="y"):
+        cosine_matrix(x, torch.ones(3, 4, dtype=torch.int64))
+
+
+def test_anisotropy_against_a_loop(device) -> None:
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 6, dtype=F64, generator=g) + 1.0
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3])
+    cos = naive_cosines(x, x)
+    pairs = [(i, j) for i in range(9) for j in range(9) if i != j]
+    apart = [(i, j) for i, j in pairs if groups[i] != groups[j]]
+    expected = sum(float(cos[i, j]) for i, j in pairs) / len(pairs)
+    expected_apart = sum(float(cos[i, j]) for i, j in apart) / len(apart)
+    assert abs(anisotropy(x.to(device)) - expected) < 1e-15
+    assert abs(anisotropy(x.to(device), groups.to(device)) - expected_apart) < 1e-15
+    z = fit_whitening(correlated(500, 8))(correlated(500, 8))
+    assert abs(anisotropy(z) + 1 / 499) < 0.01  # (whitening-isotropy)
+
+
+def test_anisotropy_errors() -> None:
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="2 rows"):
+        anisotropy(torch.randn(1, 3))
+    with pytest.raises(ValueError, match="groups"):
+        anisotropy(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="one group"):
+        anisotropy(x, torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="groups"):
+        anisotropy(x, torch.zeros(4))
+    with pytest.raises(ValueError, match="meta"):
+        anisotropy(torch.randn(4, 3, device="meta"))

@@ -49,6 +49,7 @@ from kexue.foundations.masking import lengths_to_mask, masked_max, masked_mean
 __all__ = [
     "BertEncoder",
     "WordPieceTokenizer",
+    "encode_poolings",
     "encode_sentences",
     "load_minilm",
     "mean_pool",
@@ -885,19 +886,12 @@ def encode_sentences(
         ValueError: ``batch_size`` < 1, ``layer`` out of range or empty, unknown
             ``pooling``, ``max_length`` outside ``[2, 512]``.
     """
-    texts = _texts(texts)
-    if not isinstance(tokenizer, WordPieceTokenizer):
-        raise TypeError(
-            f"tokenizer must be a WordPieceTokenizer, got {type(tokenizer).__name__}"
-        )
-    if not isinstance(encoder, BertEncoder):
-        raise TypeError(f"encoder must be a BertEncoder, got {type(encoder).__name__}")
-    batch_size = _checks.positive_int(batch_size, "batch_size")
+    texts, batch_size, length = _check_encoding(
+        texts, tokenizer, encoder, batch_size, max_length
+    )
     layers = _layers(layer, encoder.config["num_hidden_layers"] + 1)
     pooling = _checks.choice(pooling, "pooling", ("mean", "cls", "max"))
     _checks.flag(normalize, "normalize")
-    length = tokenizer.max_length if max_length is None else max_length
-    length = tokenizer._check_max_length(length)
 
     weight = encoder.embeddings.word_embeddings.weight
     out = torch.zeros(len(texts), encoder.config["hidden_size"], device=weight.device)
@@ -912,6 +906,85 @@ def encode_sentences(
             hidden = torch.stack([states[i] for i in layers]).float().mean(0)
             out[chosen] = _pool(hidden, mask, pooling)
         return F.normalize(out, dim=-1) if normalize else out
+
+
+def _check_encoding(
+    texts: object,
+    tokenizer: object,
+    encoder: object,
+    batch_size: object,
+    max_length: object,
+) -> tuple[list[str], int, int]:
+    """The texts as a list, the batch size and the token limit, validated."""
+    texts = _texts(texts)
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise TypeError(
+            f"tokenizer must be a WordPieceTokenizer, got {type(tokenizer).__name__}"
+        )
+    if not isinstance(encoder, BertEncoder):
+        raise TypeError(f"encoder must be a BertEncoder, got {type(encoder).__name__}")
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    length = tokenizer.max_length if max_length is None else max_length
+    return texts, batch_size, tokenizer._check_max_length(length)
+
+
+def encode_poolings(
+    texts: Sequence[str] | str,
+    *,
+    tokenizer: WordPieceTokenizer,
+    encoder: BertEncoder,
+    batch_size: int = 64,
+    max_length: int | None = None,
+) -> dict[str, Tensor]:
+    """Every common sentence vector of ``texts`` from one forward pass per batch.
+
+    With ``L`` layers the keys are ``"mean 0"`` ... ``"mean L"`` (the mean over real
+    tokens of each of the encoder's ``all_layers``, 0 being the embedding output),
+    ``"cls L"`` and ``"max L"`` (the ``[CLS]`` vector and the element-wise maximum
+    over real tokens of the last layer) and ``"first-last"`` (the mean of layers 1
+    and ``L``, BERT-whitening's "first-last-avg"). Each equals
+    :func:`encode_sentences` with the matching ``layer`` and ``pooling`` and
+    ``normalize=False``; batching is the same (texts sorted by token count), rows
+    come back in the order of ``texts``. Runs under ``torch.inference_mode()``.
+
+    Args:
+        texts: a string or a list/tuple of strings.
+        tokenizer, encoder: e.g. from :func:`load_minilm`.
+        batch_size: texts per forward pass.
+        max_length: tokens per text at most (default: the tokenizer's, 256).
+
+    Returns:
+        ``{name: (len(texts), hidden)}`` float32 tensors on the encoder's device, not
+        normalised; ``(0, hidden)`` each for no text.
+
+    Raises:
+        TypeError: wrong types of ``texts``, ``tokenizer``, ``encoder``,
+            ``batch_size`` or ``max_length``.
+        ValueError: ``batch_size`` < 1, ``max_length`` outside ``[2, 512]``.
+    """
+    texts, batch_size, length = _check_encoding(
+        texts, tokenizer, encoder, batch_size, max_length
+    )
+    last = encoder.config["num_hidden_layers"]
+    weight = encoder.embeddings.word_embeddings.weight
+    names = [f"mean {i}" for i in range(last + 1)] + [f"cls {last}", f"max {last}"]
+    width = encoder.config["hidden_size"]
+    out = {n: torch.zeros(len(texts), width, device=weight.device) for n in names}
+    rows = [tokenizer.tokenize(text) for text in texts]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            ids, mask, _ = tokenizer._pad([rows[i] for i in chosen], length)
+            ids, mask = ids.to(weight.device), mask.to(weight.device)
+            _, states = encoder(ids, mask, output_hidden_states=True)
+            for i, hidden in enumerate(states):
+                out[f"mean {i}"][chosen] = _pool(hidden.float(), mask, "mean")
+            out[f"cls {last}"][chosen] = _pool(states[-1].float(), mask, "cls")
+            out[f"max {last}"][chosen] = _pool(states[-1].float(), mask, "max")
+        # mean pooling is linear: the mean of layers 1 and L, pooled
+        out["first-last"] = (out["mean 1"] + out[f"mean {last}"]) / 2
+    return out
 
 
 def _layers(layer: object, count: int) -> list[int]:

@@ -17,6 +17,9 @@ from kexue import _checks
 
 __all__ = [
     "Whitening",
+    "anisotropy",
+    "cosine_matrix",
+    "covariance_rank",
     "fit_whitening",
     "spearman",
 ]
@@ -96,6 +99,31 @@ class Whitening(nn.Module):
         mean, weight = self.mean.to(dtype), self.weight.to(dtype)
         return ((x.to(dtype) - mean) @ weight).to(x.dtype)
 
+    def truncate(self, k: int) -> Whitening:
+        """The same map keeping only its first ``k`` output coordinates.
+
+        For a fit of :func:`fit_whitening` these are the ``k`` directions of largest
+        variance, so ``fit_whitening(x).truncate(k)`` equals ``fit_whitening(x, k=k)``
+        without a second eigendecomposition.
+
+        Args:
+            k: ``1 <= k <= out_features``.
+
+        Returns:
+            A new :class:`Whitening` with the same ``mean`` and ``weight[:, :k]``
+            (copies, on the same device and dtype).
+
+        Raises:
+            TypeError: ``k`` is not an int.
+            ValueError: ``k < 1`` or ``k > out_features``.
+        """
+        k = _checks.positive_int(k, "k")
+        if k > self.out_features:
+            raise ValueError(
+                f"k must be at most out_features = {self.out_features}, got {k}"
+            )
+        return Whitening(self.mean, self.weight[:, :k])
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -146,8 +174,7 @@ def fit_whitening(
     centred = x64 - mu
     cov = centred.T @ centred / (n - 1 if unbiased else n)
     variances, vectors = _descending_eigh(cov)
-    floor = max(n, d) * torch.finfo(_F64).eps * variances[0].clamp_min(0)
-    rank = int((variances > floor).sum())
+    rank = _rank(variances, n, d)
     if rank < k:
         raise ValueError(
             f"x has a covariance of rank {rank} (n = {n} rows, d = {d} columns), so "
@@ -157,6 +184,114 @@ def fit_whitening(
     weight = vectors[:, :k] * variances[:k].rsqrt()
     dtype = _checks.compute_dtype(x.dtype)
     return Whitening(mu.to(dtype), weight.to(dtype))
+
+
+def covariance_rank(x: Tensor) -> int:
+    """The rank of the covariance of the rows of ``x``, by :func:`fit_whitening`'s rule.
+
+    An eigenvalue counts when it exceeds ``max(n, d) * eps_64 * lambda_max``, the
+    floor of ``numpy.linalg.matrix_rank``, computed in float64: the result is the
+    largest ``k`` that ``fit_whitening(x, k=k)`` accepts (0 for constant rows).
+
+    Args:
+        x: ``(n, d)`` floating tensor of finite values, ``n >= 2`` and ``d >= 1``.
+
+    Returns:
+        The rank, an int in ``[0, min(n - 1, d)]`` up to rounding.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor.
+        ValueError: ``x`` is not 2-D, has fewer than 2 rows or no column, is a meta
+            tensor, or holds NaN or inf.
+    """
+    x = _checks.tensor(x, "x", ndim=2)
+    n, d = x.shape
+    _check_sample(x, n, d, min(d, 1))
+    centred = x.detach().to(_F64) - x.detach().to(_F64).mean(0)
+    variances = torch.linalg.eigvalsh(centred.T @ centred / (n - 1)).flip(0)
+    return _rank(variances, n, d)
+
+
+def _rank(variances: Tensor, n: int, d: int) -> int:
+    """How many of the decreasing ``variances`` lie above NumPy's rank floor."""
+    floor = max(n, d) * torch.finfo(_F64).eps * variances[0].clamp_min(0)
+    return int((variances > floor).sum())
+
+
+def cosine_matrix(x: Tensor, y: Tensor | None = None) -> Tensor:
+    """Cosines between every row of ``x`` and every row of ``y`` (``x`` itself if None).
+
+    Args:
+        x: ``(n, d)`` floating tensor.
+        y: ``(m, d)`` floating tensor of the dtype and device of ``x``, or None.
+
+    Returns:
+        ``(n, m)`` (``(n, n)`` without ``y``) in the dtype of ``x``, half precision
+        computed in float32; a zero row has cosine 0 with everything (not NaN).
+        Empty rows give an empty matrix.
+
+    Raises:
+        TypeError: ``x`` or ``y`` is not a floating tensor, or their dtypes differ.
+        ValueError: not 2-D, different widths or devices.
+    """
+    x = _checks.tensor(x, "x", ndim=2)
+    if y is None:
+        y = x
+    else:
+        y = _checks.tensor(y, "y", ndim=2)
+        _checks.same_device(("x", x), y=y)
+        _checks.same_dtype(("x", x), y=y)
+        if y.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"x and y must have the same width, got {tuple(x.shape)} and "
+                f"{tuple(y.shape)}"
+            )
+    dtype = _checks.compute_dtype(x.dtype)
+    # normalize clamps the norm at eps, so a zero row stays zero instead of NaN
+    xn = torch.nn.functional.normalize(x.to(dtype), dim=-1)
+    yn = torch.nn.functional.normalize(y.to(dtype), dim=-1)
+    return (xn @ yn.T).to(x.dtype)
+
+
+def anisotropy(x: Tensor, groups: Tensor | None = None) -> float:
+    """The mean cosine between distinct rows of ``x``, the usual measure of anisotropy.
+
+    Computed in float64 from the full ``(n, n)`` cosine matrix (memory grows as
+    ``n**2``). With ``groups``, only pairs of rows from different groups count (e.g.
+    sentences of different documents, which should be unrelated).
+
+    Args:
+        x: ``(n, d)`` floating tensor, ``n >= 2``.
+        groups: ``(n,)`` integer tensor on the device of ``x``, or None.
+
+    Returns:
+        The mean cosine, a Python float in ``[-1, 1]``.
+
+    Raises:
+        TypeError: ``x`` is not floating, ``groups`` not an integer tensor.
+        ValueError: ``x`` not 2-D or fewer than 2 rows; ``groups`` not ``(n,)`` or on
+            another device; no pair of rows from different groups; a meta tensor.
+    """
+    x = _checks.tensor(x, "x", ndim=2)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"x needs at least 2 rows, got shape {tuple(x.shape)}")
+    if x.device.type == "meta":
+        raise ValueError("x is a meta tensor: anisotropy needs its values")
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    counted = ~eye
+    if groups is not None:
+        groups = _checks.tensor(groups, "groups", ndim=1, kind="integer")
+        _checks.same_device(("x", x), groups=groups)
+        if groups.shape[0] != n:
+            raise ValueError(
+                f"groups must have shape ({n},) like x's rows, got "
+                f"{tuple(groups.shape)}"
+            )
+        counted = groups[:, None] != groups[None, :]
+        if not bool(counted.any()):
+            raise ValueError("groups puts every row in one group: no pair to count")
+    return float(cosine_matrix(x.detach().to(_F64))[counted].mean())
 
 
 def _check_sample(x: Tensor, n: int, d: int, k: int) -> None:

@@ -12,7 +12,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from hostile import Case, close, expect_error, finite, odd_view, softmax_attention64
+from hostile import (
+    Registry,
+    close,
+    expect_error,
+    finite,
+    odd_view,
+    softmax_attention64,
+)
 
 import kexue.attention as ka
 
@@ -168,15 +175,8 @@ def _mha64(mha, x):
 
 
 # ---------------------------------------------------------------------------- the cases
-CASES: list[Case] = []
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True):
-    def register(fn):
-        CASES.append(Case(P + target, what, kind, fn, cuda))
-        return fn
-
-    return register
+CASES = Registry(P)
+case = CASES.case
 
 
 def _well_conditioned(*batch, n=5, device, dtype=torch.float64, spread=1.0):

@@ -7,26 +7,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hostile import Case, expect_error, finite
+from hostile import Case, Registry, expect_error, finite
 
 import kexue.data as D
 
-CASES: list[Case] = []
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True):
-    """Register the decorated ``run(device)`` as a case of ``kexue.<target>``."""
-
-    def register(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.{target}", what, kind, run, cuda))
-        return run
-
-    return register
+CASES = Registry("kexue.")
+case = CASES.case
 
 
 def folder(package: str) -> Path:

@@ -18,24 +18,15 @@ import pytest
 import sympy as sp
 import torch
 import torch.nn.functional as F
-from hostile import Case, close, expect_error, finite, odd_view
+from hostile import Registry, close, expect_error, finite, odd_view
 from torch import nn
 
 import kexue
 from kexue import book, data, foundations, measure, symbolic, tasks, training
 
-CASES: list[Case] = []
+CASES = Registry("kexue.")
+case = CASES.case
 META = torch.device("meta")
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True) -> Callable:
-    """Register ``run(device)`` as a case for ``kexue.<target>``."""
-
-    def add(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.{target}", what, kind, run, cuda))
-        return run
-
-    return add
 
 
 # --- float64 references, as loops over rows -------------------------------------------

@@ -4,38 +4,19 @@ regression), against float64 references written here from the definitions."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
-from hostile import Case, close, expect_error, finite
+from hostile import Registry, close, finite
 
 import kexue.probability as P
 
 F64 = torch.float64
 META = torch.device("meta")
-CASES: list[Case] = []
+CASES = Registry("kexue.")
+case, error = CASES.case, CASES.error
 CLASSIFIER = "probability.gaussian_classifier"
 REGRESSION = "probability.gaussian_regression"
 POOLED = "probability.pooled_covariance"
-
-
-def case(target: str, what: str, kind: str):
-    def register(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.{target}", what, kind, run))
-        return run
-
-    return register
-
-
-def error(target: str, what: str, kind: type[Exception], names: str, call) -> None:
-    CASES.append(
-        Case(
-            f"kexue.{target}",
-            what,
-            "error",
-            lambda device: expect_error(kind, names, lambda: call(device)),
-        )
-    )
 
 
 def data(device, n: int = 30, d: int = 4, classes: int = 3, dtype=torch.float32):

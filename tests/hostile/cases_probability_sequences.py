@@ -5,43 +5,21 @@ definitions."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import mpmath
 import numpy as np
 import scipy.linalg
 import sympy as sp
 import torch
-from hostile import Case, close, expect_error, finite, odd_view
+from hostile import Case, Registry, close, finite, odd_view
 
 import kexue.probability as P
 import kexue.sequences as S
 
 F64 = torch.float64
 META = torch.device("meta")
-CASES: list[Case] = []
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True):
-    """Register the decorated ``run(device)`` as a case of ``kexue.<target>``."""
-
-    def register(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.{target}", what, kind, run, cuda))
-        return run
-
-    return register
-
-
-def error(target: str, what: str, kind: type[Exception], names: str, call) -> None:
-    """A case: ``call(device)`` raises ``kind`` naming ``names``."""
-    CASES.append(
-        Case(
-            f"kexue.{target}",
-            what,
-            "error",
-            lambda device: expect_error(kind, names, lambda: call(device)),
-        )
-    )
+CASES = Registry("kexue.")
+case, error = CASES.case, CASES.error
 
 
 def meta_like(out, *shape: int) -> None:

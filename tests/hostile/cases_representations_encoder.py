@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import torch
-from hostile import Case, close, expect_error, finite
+from hostile import Registry, close, finite
 
 import kexue.representations as R
 
 F64 = torch.float64
 META = torch.device("meta")
-CASES: list[Case] = []
+CASES = Registry("kexue.representations.")
+case, error = CASES.case, CASES.error
 TINY = {
     "hidden_size": 8,
     "num_hidden_layers": 2,
@@ -23,28 +23,6 @@ TINY = {
     "intermediate_size": 12,
     "max_position_embeddings": 16,
 }
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True):
-    """Register the decorated ``run(device)`` as a case of ``kexue.<target>``."""
-
-    def register(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.representations.{target}", what, kind, run, cuda))
-        return run
-
-    return register
-
-
-def error(target: str, what: str, kind: type[Exception], names: str, call) -> None:
-    """A case: ``call(device)`` raises ``kind`` naming ``names``."""
-    CASES.append(
-        Case(
-            f"kexue.representations.{target}",
-            what,
-            "error",
-            lambda device: expect_error(kind, names, lambda: call(device)),
-        )
-    )
 
 
 @functools.cache

@@ -4,39 +4,16 @@ definitions (the article's numpy recipe, explicit rank loops)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
-from hostile import Case, close, expect_error, finite, odd_view
+from hostile import Registry, close, finite, odd_view
 
 import kexue.representations as R
 
 F64 = torch.float64
 META = torch.device("meta")
-CASES: list[Case] = []
-
-
-def case(target: str, what: str, kind: str, *, cuda: bool = True):
-    """Register the decorated ``run(device)`` as a case of ``kexue.<target>``."""
-
-    def register(run: Callable[[torch.device], None]) -> Callable:
-        CASES.append(Case(f"kexue.{target}", what, kind, run, cuda))
-        return run
-
-    return register
-
-
-def error(target: str, what: str, kind: type[Exception], names: str, call) -> None:
-    """A case: ``call(device)`` raises ``kind`` naming ``names``."""
-    CASES.append(
-        Case(
-            f"kexue.{target}",
-            what,
-            "error",
-            lambda device: expect_error(kind, names, lambda: call(device)),
-        )
-    )
+CASES = Registry("kexue.")
+case, error = CASES.case, CASES.error
 
 
 def sample(n: int, d: int, device, dtype=F64, offset: float = 2.0) -> torch.Tensor:

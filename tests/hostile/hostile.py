@@ -59,6 +59,41 @@ class Case:
         return f"{self.target.removeprefix('kexue.')}: {self.what}"
 
 
+class Registry(list):
+    """A group's cases, filled by the decorator ``case`` and the helper ``error``.
+
+    ``CASES = Registry("kexue.")`` in a ``cases_<group>.py``; a target is then written
+    without its prefix (``case("probability.variance", ...)``)."""
+
+    def __init__(self, prefix: str = "kexue.") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def case(
+        self, target: str, what: str, kind: str, *, cuda: bool = True
+    ) -> Callable[[Callable[[torch.device], None]], Callable]:
+        """Register the decorated ``run(device)`` as a case of ``prefix + target``."""
+
+        def register(run: Callable[[torch.device], None]) -> Callable:
+            self.append(Case(self.prefix + target, what, kind, run, cuda))
+            return run
+
+        return register
+
+    def error(
+        self, target: str, what: str, kind: type[Exception], names: str, call
+    ) -> None:
+        """A case: ``call(device)`` raises ``kind`` with a message naming ``names``."""
+        self.append(
+            Case(
+                self.prefix + target,
+                what,
+                "error",
+                lambda device: expect_error(kind, names, lambda: call(device)),
+            )
+        )
+
+
 def public_names() -> list[str]:
     """Every public name of every surface, as ``"surface.name"`` (``__version__`` aside)."""
     names = []

@@ -192,6 +192,24 @@ def qkv(q: object, k: object, v: object, *, min_ndim: int = 2) -> None:
         )
 
 
+def broadcasts(
+    t: Tensor, target: tuple[int, ...], name: str, what: str, *, leading: bool = False
+) -> None:
+    """``t`` broadcasts to the shape ``target`` without growing it (``leading``: it may
+    also add leading dimensions); else a ValueError naming ``name`` and ``what``."""
+    try:
+        shape = torch.broadcast_shapes(t.shape, target)
+    except RuntimeError:
+        shape = None
+    if shape is not None and leading:
+        shape = shape[len(shape) - len(target) :]
+    if shape != torch.Size(target):
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} must broadcast to {what} = "
+            f"{tuple(target)}"
+        )
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype to compute in: float32 for half precision (whose range overflows in
     sums of exponentials and products), the dtype itself otherwise."""

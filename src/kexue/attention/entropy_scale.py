@@ -129,7 +129,9 @@ def visible_keys(
         if device is not None and _canonical(device) != mask.device:
             raise ValueError(f"mask is on {mask.device} but device is {device}")
         device = mask.device
-        _fits(mask, (query_length, key_length), "mask", "(..., Lq, Lk)", leading=True)
+        _checks.broadcasts(
+            mask, (query_length, key_length), "mask", "(..., Lq, Lk)", leading=True
+        )
     allowed = torch.ones(query_length, key_length, dtype=torch.bool, device=device)
     if causal:
         allowed = allowed.tril()
@@ -265,26 +267,10 @@ def _check_attention(
     mask = as_sdpa_mask(mask, "mask")  # type: ignore[arg-type]
     if mask is not None:
         _checks.same_device(("q", q), mask=mask)
-        _fits(mask, (*q.shape[:3], k.shape[2]), "mask", "(batch, heads, Lq, Lk)")
-    return mask
-
-
-def _fits(
-    t: Tensor, target: tuple[int, ...], name: str, what: str, *, leading: bool = False
-) -> None:
-    """``t`` broadcasts to ``target`` without growing it (``leading``: it may add
-    leading dimensions)."""
-    try:
-        shape = torch.broadcast_shapes(t.shape, target)
-    except RuntimeError:
-        shape = None
-    if shape is not None and leading:
-        shape = shape[len(shape) - len(target) :]
-    if shape != torch.Size(target):
-        raise ValueError(
-            f"{name} of shape {tuple(t.shape)} must broadcast to {what} = "
-            f"{tuple(target)}"
+        _checks.broadcasts(
+            mask, (*q.shape[:3], k.shape[2]), "mask", "(batch, heads, Lq, Lk)"
         )
+    return mask
 
 
 def attention_entropy(probs: Tensor, dim: int = -1) -> Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue import _checks
-from kexue.attention.entropy_scale import _check_tokens, _fits, _rank4
+from kexue.attention.entropy_scale import _check_tokens, _rank4
 
 __all__ = [
     "OneLayerAttention",
@@ -518,5 +518,5 @@ def _check(
             f"mask must be a boolean key-padding mask (True = real token), got {got}"
         )
     _checks.same_device(("k", k), mask=mask)
-    _fits(mask, tuple(k.shape[:3]), "mask", "(batch, heads, seq)")
+    _checks.broadcasts(mask, tuple(k.shape[:3]), "mask", "(batch, heads, seq)")
     return mask

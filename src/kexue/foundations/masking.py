@@ -182,7 +182,7 @@ def masked_softmax(logits: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     dim = _dim(dim, logits, "logits")
     scores = logits.to(_checks.compute_dtype(logits.dtype))
     if mask is not None:
-        _broadcasts(mask, logits, "mask", "logits")
+        _checks.broadcasts(mask, tuple(logits.shape), "mask", "logits' shape")
         if mask.dtype != torch.bool:
             scores = scores + mask.to(scores.dtype)
         # Dropped entries become -inf whatever they held: NaN + -inf is NaN otherwise.
@@ -312,17 +312,5 @@ def _padding_mask(x: Tensor, mask: Tensor, dim: object) -> tuple[Tensor, int]:
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be boolean (True = valid entry), got {mask.dtype}")
     _checks.same_device(("x", x), mask=mask)
-    _broadcasts(mask, x, "mask", "x")
+    _checks.broadcasts(mask, tuple(x.shape), "mask", "x's shape")
     return mask, _dim(dim, x, "x")
-
-
-def _broadcasts(mask: Tensor, x: Tensor, mask_name: str, x_name: str) -> None:
-    try:
-        shape = torch.broadcast_shapes(mask.shape, x.shape)
-    except RuntimeError:
-        shape = None
-    if shape != x.shape:
-        raise ValueError(
-            f"{mask_name} of shape {tuple(mask.shape)} must broadcast to {x_name}'s "
-            f"shape {tuple(x.shape)}"
-        )

@@ -1,5 +1,10 @@
 """Part II of the book: attention (``chapters/attention``)."""
 
+from kexue.attention.entropy_normalization import (
+    constant_entropy_sample,
+    entropy_normalize,
+    power_normalize,
+)
 from kexue.attention.entropy_scale import (
     SalientValueHead,
     attention_entropy,
@@ -49,8 +54,10 @@ __all__ = [
     "SequenceClassifier",
     "TokenRegressor",
     "attention_entropy",
+    "constant_entropy_sample",
     "entropy_gap",
     "entropy_invariant_scale",
+    "entropy_normalize",
     "explicit_softmax_attention",
     "favor_features",
     "filter_factors",
@@ -66,6 +73,7 @@ __all__ = [
     "performer_attention",
     "performer_relative_error",
     "pinv_residuals",
+    "power_normalize",
     "predicted_pinv_residuals",
     "scaled_attention",
     "segment_landmarks",

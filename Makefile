@@ -18,7 +18,8 @@ PY_SOURCES := src tests benchmarks scripts conftest.py book/_ext
 
 # The python3 of a borrowed GPU machine (`make gpu-check`): it has torch, and no venv is made there.
 GPU_PYTHON ?= python3
-# The benchmark peers as wheels for that machine (Python 3.12, no network there): `make gpu-wheels`.
+# The benchmark peers (and the pure-Python test peers) as wheels for that machine (Python 3.12, no
+# network there): `make gpu-wheels`.
 WHEELS  := .whl
 
 .PHONY: help setup lint format unit chapters chapter book html-check bench lab test clean \
@@ -103,7 +104,9 @@ gpu-check:
 gpu-wheels: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: \
 		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
-		-d $(WHEELS) $$(grep -v '^#' requirements-bench.txt)
+		-d $(WHEELS) $$(grep -v '^#' requirements-bench.txt) $$(grep -E \
+		'^(rotary-embedding-torch|torch-einops-utils|flash-pytorch|pytorch-metric-learning)==' \
+		requirements.txt)
 
 # JupyterLab is not part of the pinned book environment; it has its own pinned file.
 $(VENV)/.kexue-lab-installed: $(STAMP) requirements-lab.txt

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from kexue import _checks
 
 __all__ = [
+    "local_mean_task",
     "partner_value",
     "salient_class",
     "salient_value",
@@ -128,6 +130,41 @@ def salient_class(
     best = salience.masked_fill(~mask, float("-inf")).argmax(dim=1, keepdim=True)
     target = labels.gather(1, best).squeeze(1)
     return labels.to(device), salience.to(device), mask.to(device), target.to(device)
+
+
+def local_mean_task(
+    generator: torch.Generator,
+    count: int,
+    length: int,
+    *,
+    window: int = 3,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A task with local structure: each position outputs the mean of its neighbours.
+
+    ``values`` are independent standard normals ``(count, length)``; ``target[b, i]``
+    is the mean of ``values[b, j]`` over ``|i - j| <= window`` and ``0 <= j < length``
+    (fewer terms near the ends). Any length works, so a model trained at one length
+    can be tested at others. Drawn on the CPU from ``generator`` (the target summed in
+    float64), float32, then moved to ``device``.
+
+    Raises:
+        TypeError: ``generator`` not a ``torch.Generator``; ``count``, ``length`` or
+            ``window`` not an int; ``device`` not a device.
+        ValueError: a generator not on the CPU, ``count < 0``, ``length < 1``,
+            ``window < 0``, an unknown ``device``.
+    """
+    _generator(generator)
+    count = _checks.nonnegative_int(count, "count")
+    length = _checks.positive_int(length, "length")
+    window = _checks.nonnegative_int(window, "window")
+    device = _device(device)
+    values = torch.randn(count, length, generator=generator)
+    totals = F.pad(values.double().cumsum(1), (1, 0))  # totals[:, j] = sum of first j
+    steps = torch.arange(length)
+    low, high = (steps - window).clamp_min(0), (steps + window + 1).clamp_max(length)
+    target = (totals[:, high] - totals[:, low]) / (high - low)
+    return values.to(device), target.float().to(device)
 
 
 def _generator(generator: object) -> None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from kexue.foundations.masking import (
     as_sdpa_mask,
@@ -25,7 +26,9 @@ from kexue.foundations.masking import (
     masked_mean,
     masked_softmax,
     masked_sum,
+    padded_bidirectional,
     reverse_padded,
+    split_bidirectional,
 )
 
 FAST = settings(max_examples=40, deadline=None)
@@ -292,3 +295,157 @@ def test_sdpa_mask_conversions() -> None:
         mask_to_bias(keep, torch.int64)
     with pytest.raises(TypeError, match=r"mask must be a torch\.Tensor"):
         keep_mask(None)  # type: ignore[arg-type]
+
+
+def packed_bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: list[int]):
+    """torch's own answer: ``rnn`` over ``pack_padded_sequence``, zeros at the padding
+    (rows of length 0, which packing refuses, are zeros)."""
+    out_width = rnn.hidden_size if rnn.proj_size == 0 else rnn.proj_size
+    out = torch.zeros(*x.shape[:2], 2 * out_width, dtype=x.dtype)
+    rows = [b for b, n in enumerate(lengths) if n > 0]
+    if rows:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x[rows].nan_to_num(),  # NaN padding must not matter to the reference either
+            torch.tensor([lengths[b] for b in rows]),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        y = nn.utils.rnn.pad_packed_sequence(
+            rnn(packed)[0], batch_first=True, total_length=x.shape[1]
+        )[0]
+        out[rows] = y
+    return out
+
+
+RNNS = {
+    "gru": lambda: nn.GRU(3, 5, batch_first=True, bidirectional=True),
+    "lstm": lambda: nn.LSTM(3, 5, bidirectional=True),  # batch_first=False on purpose
+    "lstm-proj": lambda: nn.LSTM(
+        3, 5, batch_first=True, bidirectional=True, proj_size=2
+    ),
+    "relu-rnn": lambda: nn.RNN(
+        3, 5, batch_first=True, bidirectional=True, nonlinearity="relu"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RNNS))
+@settings(max_examples=15, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 6), min_size=1, max_size=4), seed=st.integers(0, 99)
+)
+def test_split_halves_over_reversed_padding_match_packed_sequences(kind, lengths, seed):
+    torch.manual_seed(seed)
+    rnn = RNNS[kind]().double()
+    width = max(lengths) + 1
+    x = torch.randn(len(lengths), width, 3, dtype=torch.float64)
+    real = torch.tensor([[t < n for t in range(width)] for n in lengths])
+    x = x.masked_fill(~real[..., None], math.nan)  # padding that holds garbage
+    with torch.no_grad():
+        ours = padded_bidirectional(*split_bidirectional(rnn), x, torch.tensor(lengths))
+        reference = packed_bidirectional(rnn, x, lengths)
+    torch.testing.assert_close(ours, reference, atol=1e-14, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    extra=st.integers(0, 6),
+    fill=st.sampled_from([0.0, 1e4, -1e4, math.nan, math.inf]),
+    seed=st.integers(0, 99),
+)
+def test_results_do_not_change_with_the_amount_of_padding(lengths, extra, fill, seed):
+    """Every masked result at the real entries is the same for 0 or ``extra`` more
+    padding slots, whatever they hold."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.tensor(lengths)
+    x = torch.randn(len(lengths), 5, 3, generator=g, dtype=torch.float64)
+    x = x.masked_fill(~lengths_to_mask(t, 5)[..., None], fill)
+    longer = F.pad(x, (0, 0, 0, extra), value=fill)
+    mask, longer_mask = lengths_to_mask(t, 5), lengths_to_mask(t, 5 + extra)
+    for fn in (masked_sum, masked_mean, masked_max):
+        assert torch.equal(
+            fn(x, mask[..., None], 1), fn(longer, longer_mask[..., None], 1)
+        )
+    soft = masked_softmax(x[..., 0], mask)
+    torch.testing.assert_close(
+        masked_softmax(longer[..., 0], longer_mask)[:, :5], soft, atol=1e-15, rtol=0
+    )
+    torch.manual_seed(seed)
+    halves = split_bidirectional(nn.GRU(3, 4, bidirectional=True).double())
+    with torch.no_grad():
+        short = padded_bidirectional(*halves, x, t)
+        long = padded_bidirectional(*halves, longer, t)
+    # the input projection is one GEMM over all steps: its size changes the rounding
+    torch.testing.assert_close(long[:, :5], short, atol=1e-15, rtol=0)
+    assert long[:, 5:].eq(0).all()
+
+
+def test_padded_bidirectional_merges_by_sum_and_takes_any_causal_layer() -> None:
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    lengths = torch.tensor([4, 2, 0])
+    # a causal layer that is not an RNN: the running sum over time
+    out = padded_bidirectional(
+        lambda s: s.cumsum(1), lambda s: s.cumsum(1) * 2, x, lengths, merge="sum"
+    )
+    expected = torch.zeros_like(x)
+    for b, n in enumerate(lengths.tolist()):
+        for t in range(n):
+            expected[b, t] = x[b, : t + 1].sum(0) + 2 * x[b, t:n].sum(0)
+    torch.testing.assert_close(out, expected, atol=1e-14, rtol=0)
+
+
+def test_padded_bidirectional_empty_and_gradients() -> None:
+    halves = split_bidirectional(nn.GRU(3, 4, batch_first=True, bidirectional=True))
+    assert padded_bidirectional(
+        *halves, torch.randn(2, 0, 3), torch.tensor([0, 0])
+    ).shape == (
+        2,
+        0,
+        8,
+    )
+    empty_batch = torch.randn(0, 5, 3)
+    out = padded_bidirectional(*halves, empty_batch, torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 5, 8)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    padded_bidirectional(*halves, x, torch.tensor([3, 5])).sum().backward()
+    assert torch.all(x.grad[0, 3:] == 0) and torch.isfinite(x.grad).all()
+
+
+def test_split_bidirectional_copies_configuration_and_weights() -> None:
+    rnn = nn.LSTM(3, 5, bidirectional=True, proj_size=2).double().eval()
+    forward, backward = split_bidirectional(rnn)
+    for half, suffix in ((forward, ""), (backward, "_reverse")):
+        assert type(half) is nn.LSTM and half.batch_first and not half.bidirectional
+        assert half.proj_size == 2 and not half.training
+        for name, p in half.named_parameters():
+            assert p.dtype == torch.float64
+            assert torch.equal(p, getattr(rnn, name + suffix))
+            assert p.data_ptr() != getattr(rnn, name + suffix).data_ptr()  # copies
+
+
+def test_padded_bidirectional_and_split_errors_name_their_argument() -> None:
+    gru = nn.GRU(3, 4, batch_first=True)
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
+    with pytest.raises(TypeError, match="forward must be callable"):
+        padded_bidirectional("gru", gru, x, lengths)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backward must have batch_first=True"):
+        padded_bidirectional(gru, nn.GRU(3, 4), x, lengths)
+    with pytest.raises(ValueError, match="merge must be one of"):
+        padded_bidirectional(gru, gru, x, lengths, merge="mean")
+    with pytest.raises(ValueError, match="x must have 3 dimensions"):
+        padded_bidirectional(gru, gru, x[0], lengths)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, 5\]"):
+        padded_bidirectional(gru, gru, x, torch.tensor([6, 1]))
+    with pytest.raises(TypeError, match="backward must return a tensor"):
+        padded_bidirectional(gru, lambda s: s.tolist(), x, lengths)
+    with pytest.raises(ValueError, match="forward must return"):
+        padded_bidirectional(lambda s: s[:, 1:], gru, x, lengths)
+    with pytest.raises(ValueError, match="cannot be merged by 'sum'"):
+        padded_bidirectional(gru, lambda s: s, x, lengths, merge="sum")
+    with pytest.raises(TypeError, match=r"rnn must be an nn\.RNN"):
+        split_bidirectional(nn.Linear(3, 4))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_layers=2"):
+        split_bidirectional(nn.GRU(3, 4, num_layers=2, bidirectional=True))
+    with pytest.raises(ValueError, match="bidirectional=False"):
+        split_bidirectional(gru)

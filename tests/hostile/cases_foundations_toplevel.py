@@ -528,6 +528,231 @@ def _(device):
     close(got, reverse64(xt, [3, 1]), atol=0)
 
 
+PB = "foundations.padded_bidirectional"
+SB = "foundations.split_bidirectional"
+
+
+def gru64(rnn: nn.GRU, x: torch.Tensor, suffix: str = "") -> torch.Tensor:
+    """A one-layer GRU direction over ``x`` ``(seq, features)`` by its equations, in
+    float64 with Python loops over time (gates r, z, n in torch's weight order)."""
+    w_ih, w_hh, b_ih, b_hh = (
+        getattr(rnn, f"{name}_l0{suffix}").detach().double().cpu()
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
+    h = torch.zeros(rnn.hidden_size, dtype=torch.float64)
+    out = []
+    for step in x.detach().double().cpu():
+        gi, gh = w_ih @ step + b_ih, w_hh @ h + b_hh
+        i_r, i_z, i_n = gi.chunk(3)
+        h_r, h_z, h_n = gh.chunk(3)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        out.append(h)
+    return torch.stack(out) if out else torch.zeros(0, rnn.hidden_size).double()
+
+
+def bigru64(rnn: nn.GRU, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """Each sequence on its own, forward and backward over its real entries only;
+    zeros at the padding."""
+    out = torch.zeros(*x.shape[:2], 2 * rnn.hidden_size, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        seq = x[b, :n]
+        out[b, :n, : rnn.hidden_size] = gru64(rnn, seq)
+        out[b, :n, rnn.hidden_size :] = gru64(rnn, seq.flip(0), "_reverse").flip(0)
+    return out
+
+
+def bigru(device: torch.device) -> nn.GRU:
+    """float64: cuDNN runs float32 RNNs in TF32 by default, 1e-3 from the reference."""
+    return nn.GRU(
+        3, 4, batch_first=True, bidirectional=True, device=device, dtype=torch.float64
+    )
+
+
+@case(PB, "split GRU vs float64 GRU loop per sequence, lengths 0 and full", "value")
+def _(device):
+    rnn, lengths = bigru(device), [5, 2, 0, 4]
+    x = torch.randn(4, 5, 3, device=device, dtype=torch.float64)
+    got = foundations.padded_bidirectional(
+        *foundations.split_bidirectional(rnn), x, torch.tensor(lengths, device=device)
+    )
+    close(got, bigru64(rnn, x, lengths), atol=1e-12)
+
+
+@case(PB, "merge='sum' of two causal cumsum layers vs loop", "value")
+def _(device):
+    x = torch.randn(2, 4, 2, dtype=torch.float64, device=device)
+    got = foundations.padded_bidirectional(
+        lambda s: s.cumsum(1),
+        lambda s: (s,),  # a tuple output is read as its first element
+        x,
+        torch.tensor([3, 4], device=device),
+        merge="sum",
+    )
+    ref = torch.zeros(2, 4, 2, dtype=torch.float64)
+    for b, n in enumerate([3, 4]):
+        for t in range(n):
+            ref[b, t] = x[b, : t + 1].sum(0).cpu() + x[b, t].cpu()
+    close(got, ref, atol=1e-14)
+
+
+@case(PB, "NaN and inf in the padding reach neither output nor gradient", "finite")
+def _(device):
+    rnn, lengths = bigru(device), [2, 5, 1]
+    x = torch.randn(3, 5, 3, device=device, dtype=torch.float64)
+    x[0, 2:], x[2, 1:] = torch.nan, torch.inf
+    x.requires_grad_(True)
+    out = foundations.padded_bidirectional(
+        *foundations.split_bidirectional(rnn), x, torch.tensor(lengths, device=device)
+    )
+    out.sum().backward()
+    finite(out, x.grad)
+    close(out, bigru64(rnn, x.detach().nan_to_num(), lengths), atol=1e-12)
+
+
+@case(PB, "gradient: zero at the padding, float64 finite differences", "grad")
+def _(device):
+    rnn = bigru(device)
+    x = torch.randn(2, 4, 3, dtype=torch.float64, device=device, requires_grad=True)
+    lengths = torch.tensor([2, 4], device=device)
+    halves = foundations.split_bidirectional(rnn)
+    f = lambda t: foundations.padded_bidirectional(*halves, t, lengths)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7)
+    f(x).sum().backward()
+    assert x.grad[0, 2:].eq(0).all()
+
+
+CASES.error(
+    PB,
+    "non-callable forward is a TypeError naming forward",
+    TypeError,
+    r"\bforward\b",
+    lambda d: foundations.padded_bidirectional(
+        None,
+        bigru(d),
+        torch.randn(1, 2, 3, device=d, dtype=torch.float64),
+        torch.tensor([2], device=d),
+    ),
+)
+CASES.error(
+    PB,
+    "a backward RNN without batch_first is a ValueError naming backward",
+    ValueError,
+    r"\bbackward\b",
+    lambda d: foundations.padded_bidirectional(
+        lambda s: s,
+        nn.GRU(3, 4, device=d),
+        torch.randn(1, 2, 3, device=d, dtype=torch.float64),
+        torch.tensor([2], device=d),
+    ),
+)
+
+
+@case(PB, "wrong x, lengths, merge and layer outputs are named", "error")
+def _(device):
+    pb, same = foundations.padded_bidirectional, (lambda s: s)
+    x, n = torch.randn(2, 3, 2, device=device), torch.tensor([3, 1], device=device)
+    expect_error(TypeError, r"\bx\b", lambda: pb(same, same, x.long(), n))
+    expect_error(ValueError, r"\bx\b", lambda: pb(same, same, x[0], n))
+    expect_error(TypeError, "lengths", lambda: pb(same, same, x, n.float()))
+    expect_error(ValueError, "lengths", lambda: pb(same, same, x, n[:1]))
+    expect_error(ValueError, "lengths", lambda: pb(same, same, x, n + 1))
+    expect_error(ValueError, "merge", lambda: pb(same, same, x, n, merge="max"))
+    expect_error(TypeError, "backward", lambda: pb(same, lambda s: None, x, n))
+    expect_error(ValueError, "forward", lambda: pb(lambda s: s[:, :2], same, x, n))
+    double = lambda s: torch.cat([s, s], -1)  # noqa: E731
+    expect_error(ValueError, "merged", lambda: pb(same, double, x, n, merge="sum"))
+
+
+@case(PB, "empty batch, empty sequence (width from one padding step)", "empty")
+def _(device):
+    halves = foundations.split_bidirectional(bigru(device))
+    for shape in ((0, 3, 3), (2, 0, 3), (0, 0, 3)):
+        x = torch.randn(shape, device=device, dtype=torch.float64)
+        lengths = torch.zeros(shape[0], dtype=torch.long, device=device)
+        out = foundations.padded_bidirectional(*halves, x, lengths)
+        assert out.shape == (*shape[:2], 8) and out.device.type == device.type
+
+
+@case(PB, "meta: propagates, or named when only lengths is meta; odd views", "device")
+def _(device):
+    pb, halves = foundations.padded_bidirectional, foundations.split_bidirectional
+    out = pb(
+        *halves(bigru(META)),
+        torch.empty(2, 4, 3, device=META, dtype=torch.float64),
+        torch.tensor([1, 4], device=META),
+    )
+    assert out.device.type == "meta" and out.shape == (2, 4, 8)
+    rnn = bigru(device)
+    x = torch.randn(2, 4, 3, device=device, dtype=torch.float64)
+    lengths = torch.tensor([1, 4], device=META)
+    expect_error(ValueError, "lengths", lambda: pb(*halves(rnn), x, lengths))
+    views = (
+        odd_view(2, 4, 3, device=device, dtype=torch.float64),
+        torch.randn(4, 2, 3, device=device, dtype=torch.float64),
+    )
+    for view in (views[0], views[1].transpose(0, 1)):
+        got = pb(*halves(rnn), view, torch.tensor([3, 4], device=device))
+        close(got, bigru64(rnn, view, [3, 4]), atol=1e-12)
+
+
+@case(SB, "halves reproduce both directions of the bidirectional GRU", "value")
+def _(device):
+    rnn = bigru(device)
+    forward, backward = foundations.split_bidirectional(rnn)
+    x = torch.randn(2, 5, 3, device=device, dtype=torch.float64)
+    both = torch.cat([forward(x)[0], backward(x.flip(1))[0].flip(1)], -1)
+    close(both, rnn(x)[0].detach().double(), atol=1e-12)
+    close(both, bigru64(rnn, x, [5, 5]), atol=1e-12)
+
+
+@case(SB, "LSTM with proj_size, relu RNN, float16: configuration kept", "value")
+def _(device):
+    for rnn in (
+        nn.LSTM(3, 4, bidirectional=True, proj_size=2, device=device),
+        nn.RNN(3, 4, bidirectional=True, nonlinearity="relu", device=device).half(),
+    ):
+        for half, suffix in zip(
+            foundations.split_bidirectional(rnn.eval()), ("", "_reverse"), strict=True
+        ):
+            assert type(half) is type(rnn) and half.batch_first and not half.training
+            assert getattr(half, "proj_size", 0) == getattr(rnn, "proj_size", 0)
+            if isinstance(rnn, nn.RNN):
+                assert half.nonlinearity == rnn.nonlinearity == "relu"
+            for name, p in half.named_parameters():
+                twin = getattr(rnn, name + suffix)
+                assert p.dtype == twin.dtype and p.device == twin.device
+                assert torch.equal(p, twin) and p.data_ptr() != twin.data_ptr()
+
+
+CASES.error(
+    SB,
+    "an nn.Linear is a TypeError naming rnn",
+    TypeError,
+    r"\brnn\b",
+    lambda d: foundations.split_bidirectional(nn.Linear(2, 2, device=d)),
+)
+
+
+@case(SB, "unidirectional, two-layer RNNs (ValueError), a class (TypeError)", "error")
+def _(device):
+    sb = foundations.split_bidirectional
+    expect_error(ValueError, r"\brnn\b", lambda: sb(nn.GRU(2, 3, device=device)))
+    expect_error(
+        ValueError,
+        r"\brnn\b",
+        lambda: sb(nn.LSTM(2, 3, num_layers=2, bidirectional=True, device=device)),
+    )
+    expect_error(TypeError, r"\brnn\b", lambda: sb(nn.GRU))
+
+
+@case(SB, "meta RNN gives meta halves; halves follow the RNN's device", "device")
+def _(device):
+    for where in (META, device):
+        for half in foundations.split_bidirectional(bigru(where)):
+            assert half.weight_ih_l0.device.type == where.type
+
+
 CM = "foundations.causal_mask"
 
 

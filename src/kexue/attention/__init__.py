@@ -1,5 +1,10 @@
 """Part II of the book: attention (``chapters/attention``)."""
 
+from kexue.attention.entropy_normalization import (
+    constant_entropy_sample,
+    entropy_normalize,
+    power_normalize,
+)
 from kexue.attention.entropy_scale import (
     SalientValueHead,
     attention_entropy,
@@ -15,6 +20,10 @@ from kexue.attention.fastformer import (
     SequenceClassifier,
     TokenRegressor,
     explicit_softmax_attention,
+)
+from kexue.attention.gau import (
+    GatedAttentionUnit,
+    relu2_attention,
 )
 from kexue.attention.linear import (
     OneLayerAttention,
@@ -43,14 +52,17 @@ from kexue.attention.nystrom import (
 __all__ = [
     "FastformerAttention",
     "FastformerBlock",
+    "GatedAttentionUnit",
     "NystromAttention",
     "OneLayerAttention",
     "SalientValueHead",
     "SequenceClassifier",
     "TokenRegressor",
     "attention_entropy",
+    "constant_entropy_sample",
     "entropy_gap",
     "entropy_invariant_scale",
+    "entropy_normalize",
     "explicit_softmax_attention",
     "favor_features",
     "filter_factors",
@@ -66,7 +78,9 @@ __all__ = [
     "performer_attention",
     "performer_relative_error",
     "pinv_residuals",
+    "power_normalize",
     "predicted_pinv_residuals",
+    "relu2_attention",
     "scaled_attention",
     "segment_landmarks",
     "smooth_sequence",

@@ -17,7 +17,9 @@ from kexue.foundations.masking import (
     masked_mean,
     masked_softmax,
     masked_sum,
+    padded_bidirectional,
     reverse_padded,
+    split_bidirectional,
 )
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "masked_sum",
+    "padded_bidirectional",
     "reverse_padded",
+    "split_bidirectional",
     "ulps",
 ]

@@ -13,12 +13,19 @@ masked entry holds (NaN, inf) never reaches a result or a gradient.
 ``causal_mask`` follows SDPA's ``is_causal`` (query ``i`` sees keys ``j <= i``, aligned
 at the top left, also when there are more keys than queries); ``align="bottom_right"``
 gives the KV-cache alignment of ``torch.nn.attention.bias.causal_lower_right``.
+
+Recurrences cannot be masked afterwards: ``reverse_padded`` reverses each sequence
+within its length, ``padded_bidirectional`` runs a backward layer on that reversal so
+that it never reads the padding, and ``split_bidirectional`` turns a bidirectional
+``nn.RNN``/``nn.GRU``/``nn.LSTM`` into the two layers it takes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from kexue import _checks
 
@@ -32,8 +39,14 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "masked_sum",
+    "padded_bidirectional",
     "reverse_padded",
+    "split_bidirectional",
 ]
+
+# A sequence layer as padded_bidirectional calls it: (batch, seq, features) in,
+# (batch, seq, ...) out, or a tuple whose first element is that (nn.GRU's (y, h_n)).
+_SequenceLayer = Callable[[Tensor], "Tensor | tuple[Tensor, ...]"]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -266,6 +279,163 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
             ``(batch,)``, is on another device or has an entry outside ``[0, seq]``.
     """
     _checks.tensor(x, "x", min_ndim=2, kind="any")
+    _check_lengths(x, lengths)
+    batch, seq = x.shape[:2]
+    steps = torch.arange(seq, device=x.device).expand(batch, seq)
+    ends = lengths[:, None].long()
+    source = torch.where(steps < ends, ends - 1 - steps, steps)
+    index = source.view(batch, seq, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+def padded_bidirectional(
+    forward: _SequenceLayer,
+    backward: _SequenceLayer,
+    x: Tensor,
+    lengths: Tensor,
+    *,
+    merge: str = "concat",
+) -> Tensor:
+    """A bidirectional layer over a right-padded batch whose backward half never reads
+    the padding: ``backward`` runs on ``reverse_padded(x, lengths)`` and its output is
+    reversed back, so both halves start at a real entry and stay aligned.
+
+    ``forward`` and ``backward`` must be causal sequence layers (output ``t`` reads
+    inputs ``<= t``, as an RNN does), e.g. the two halves of
+    :func:`split_bidirectional`; the padding then reaches no real position.
+
+    Args:
+        forward, backward: callables from ``(batch, seq, features)`` to ``(batch, seq,
+            ...)``, or to a tuple whose first element is that (``nn.GRU``'s
+            ``(output, h_n)``). Torch RNN modules must have ``batch_first=True``.
+        x: floating ``(batch, seq, features)``, each sequence first, padding after it.
+        lengths: ``(batch,)`` integers in ``[0, seq]``, on ``x``'s device.
+        merge: ``"concat"`` joins the last dimensions; ``"sum"`` adds the halves (same
+            shapes).
+
+    Returns:
+        ``(batch, seq, ...)``, the layers' output dtype, zeros at the padding. The
+        layers see zeros in the padding, so what it held (NaN, inf) reaches neither the
+        result nor a gradient. For ``seq = 0`` the layers run on one
+        padding step to learn the width, and ``(batch, 0, ...)`` comes back.
+
+    Raises:
+        TypeError: ``forward`` or ``backward`` is not callable or returns no tensor;
+            ``x`` is not floating; ``lengths`` not an integer tensor.
+        ValueError: ``x`` is not 3-D; a torch RNN without ``batch_first``; ``lengths``
+            as :func:`reverse_padded`; ``merge`` unknown; an output not ``(batch, seq,
+            ...)`` or, for ``"sum"``, halves of different shapes.
+    """
+    for name, layer in (("forward", forward), ("backward", backward)):
+        _check_layer(layer, name)
+    merge = _checks.choice(merge, "merge", ("concat", "sum"))
+    _checks.tensor(x, "x", ndim=3)
+    _check_lengths(x, lengths)
+    batch, seq, features = x.shape
+    if seq == 0:  # torch RNNs reject empty sequences; one padding step gives the width
+        step = x.new_zeros(batch, 1, features)
+        out = padded_bidirectional(forward, backward, step, lengths, merge=merge)
+        return out[:, :0]
+    real = lengths_to_mask(lengths, seq)  # (batch, seq)
+    # Zeros in the padding: NaN there would reach the gradients through the layers'
+    # Jacobians (0 * NaN), even where their outputs are discarded.
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    x = torch.where(real[..., None], x, zero)
+    ahead = _layer_output(forward(x), "forward", x)
+    behind = _layer_output(backward(reverse_padded(x, lengths)), "backward", x)
+    behind = reverse_padded(behind, lengths)
+    if merge == "sum":
+        fits = ahead.shape == behind.shape
+    else:  # torch.cat along the last dimension
+        fits = ahead.shape[:-1] == behind.shape[:-1]
+    if not fits:
+        raise ValueError(
+            f"forward and backward outputs of shapes {tuple(ahead.shape)} and "
+            f"{tuple(behind.shape)} cannot be merged by {merge!r}"
+        )
+    both = ahead + behind if merge == "sum" else torch.cat([ahead, behind], -1)
+    real = real.view(batch, seq, *([1] * (both.dim() - 2)))
+    return torch.where(real, both, torch.zeros((), dtype=both.dtype, device=x.device))
+
+
+def split_bidirectional(rnn: nn.RNNBase) -> tuple[nn.RNNBase, nn.RNNBase]:
+    """The two directions of a one-layer bidirectional ``nn.RNN``, ``nn.GRU`` or
+    ``nn.LSTM`` as two unidirectional layers for :func:`padded_bidirectional`.
+
+    The halves are new modules of ``rnn``'s class, size, bias, nonlinearity and
+    ``proj_size``, dtype, device and training mode, holding copies of its forward and
+    ``_reverse`` weights, with ``batch_first=True`` whatever ``rnn`` has. Then
+    ``padded_bidirectional(*split_bidirectional(rnn), x, lengths)`` is ``rnn`` run on
+    ``pack_padded_sequence(x, lengths)`` and padded back with zeros.
+
+    Raises:
+        TypeError: ``rnn`` is not an ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM``.
+        ValueError: ``rnn`` is not bidirectional, or has more than one layer (a second
+            layer reads both directions of the first, so the stack does not split).
+    """
+    kinds = (nn.LSTM, nn.GRU, nn.RNN)
+    kind = next((k for k in kinds if isinstance(rnn, k)), None)
+    if kind is None:
+        raise TypeError(
+            f"rnn must be an nn.RNN, nn.GRU or nn.LSTM, got {type(rnn).__name__}"
+        )
+    if not rnn.bidirectional or rnn.num_layers != 1:
+        raise ValueError(
+            "rnn must be bidirectional with one layer, got bidirectional="
+            f"{rnn.bidirectional}, num_layers={rnn.num_layers}"
+        )
+    options: dict[str, object] = {"bias": rnn.bias, "batch_first": True}
+    if kind is nn.RNN:
+        options["nonlinearity"] = rnn.nonlinearity
+    if kind is nn.LSTM:
+        options["proj_size"] = rnn.proj_size
+    weight = rnn.weight_ih_l0
+    halves = []
+    for suffix in ("", "_reverse"):
+        half = kind(
+            rnn.input_size,
+            rnn.hidden_size,
+            device=weight.device,
+            dtype=weight.dtype,
+            **options,
+        )
+        with torch.no_grad():
+            for name, parameter in half.named_parameters():
+                parameter.copy_(getattr(rnn, name + suffix))
+        halves.append(half.train(rnn.training))
+    return halves[0], halves[1]
+
+
+def _check_layer(layer: object, name: str) -> None:
+    """``layer`` callable, and batch-first if it is a torch RNN."""
+    if not callable(layer):
+        raise TypeError(
+            f"{name} must be callable (a sequence layer), got {type(layer).__name__}"
+        )
+    if isinstance(layer, nn.RNNBase) and not layer.batch_first:
+        raise ValueError(f"{name} must have batch_first=True (x is (batch, seq, ...))")
+
+
+def _layer_output(out: object, name: str, x: Tensor) -> Tensor:
+    """The ``(batch, seq, ...)`` tensor a sequence layer returned for ``x``."""
+    if isinstance(out, tuple) and out:
+        out = out[0]
+    if not isinstance(out, Tensor):
+        raise TypeError(
+            f"{name} must return a tensor (or a tuple starting with one), got "
+            f"{type(out).__name__}"
+        )
+    if out.dim() < 3 or out.shape[:2] != x.shape[:2]:
+        raise ValueError(
+            f"{name} must return (batch, seq, ...) = {tuple(x.shape[:2])} + (...), got "
+            f"shape {tuple(out.shape)}"
+        )
+    return out
+
+
+def _check_lengths(x: Tensor, lengths: Tensor) -> None:
+    """``lengths`` fits ``x`` ``(batch, seq, ...)``: ``(batch,)`` integers in
+    ``[0, seq]`` on ``x``'s device (values unchecked on ``meta``)."""
     _checks.tensor(lengths, "lengths", ndim=1, kind="integer")
     _checks.same_device(("x", x), lengths=lengths)
     batch, seq = x.shape[:2]
@@ -277,11 +447,6 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
         high = _largest(lengths, "lengths")
         if high > seq:
             raise ValueError(f"lengths must lie in [0, {seq}] (x's length), got {high}")
-    steps = torch.arange(seq, device=x.device).expand(batch, seq)
-    ends = lengths[:, None].long()
-    source = torch.where(steps < ends, ends - 1 - steps, steps)
-    index = source.view(batch, seq, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(1, index)
 
 
 def _largest(lengths: Tensor, name: str) -> int:

@@ -14,6 +14,13 @@ from kexue.probability.logistic_closed_form import (
     gaussian_regression,
     pooled_covariance,
 )
+from kexue.probability.sampling import (
+    bigram_log_probs,
+    distinct_n,
+    sample_chain,
+    top_k_filter,
+    top_p_filter,
+)
 from kexue.probability.smoothing import (
     convolve_numerically,
     kernel_density,
@@ -26,8 +33,10 @@ from kexue.probability.smoothing import (
 )
 
 __all__ = [
+    "bigram_log_probs",
     "c4",
     "convolve_numerically",
+    "distinct_n",
     "expectation_iid",
     "gaussian_classifier",
     "gaussian_regression",
@@ -36,12 +45,15 @@ __all__ = [
     "log_variance_bias",
     "mean_and_error",
     "pooled_covariance",
+    "sample_chain",
     "smooth_abs",
     "smooth_floor",
     "smooth_max",
     "smooth_relu",
     "smooth_step",
     "step_smoothed_relu",
+    "top_k_filter",
+    "top_p_filter",
     "unbiased_std",
     "variance",
 ]

@@ -51,6 +51,20 @@ def test_train_matches_a_hand_written_adam_loop() -> None:
     assert log.evaluations == []
 
 
+def test_betas_reach_adam() -> None:
+    model, x, y = regression(torch.device("cpu"))
+    twin = nn.Linear(3, 1)
+    twin.load_state_dict(model.state_dict())
+    train(model, lambda m: (m(x)[:, 0] - y).square().mean(), 10, betas=(0.0, 0.9))
+    optimiser = torch.optim.Adam(twin.parameters(), lr=3e-3, betas=(0.0, 0.9))
+    for _ in range(10):
+        value = (twin(x)[:, 0] - y).square().mean()
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+    torch.testing.assert_close(model.weight, twin.weight, rtol=0, atol=0)
+
+
 def test_evaluation_runs_in_eval_mode_without_gradients() -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
     seen = []
@@ -90,6 +104,8 @@ def test_final_without_evaluations_raises() -> None:
         ({"steps": 1, "model": nn.ReLU()}, ValueError, "model has no trainable"),
         ({"steps": 2, "every": 0}, ValueError, "every"),
         ({"steps": 2, "lr": 0.0}, ValueError, "lr"),
+        ({"steps": 2, "betas": 0.9}, TypeError, "betas"),
+        ({"steps": 2, "betas": (0.5, 1.0)}, ValueError, "betas"),
         ({"steps": 2, "loss": lambda m: m(torch.ones(3, 1))}, ValueError, "scalar"),
     ],
 )

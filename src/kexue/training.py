@@ -48,6 +48,7 @@ def train(
     steps: int,
     *,
     lr: float = 3e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
     evaluate: Callable[[nn.Module], float] | None = None,
     every: int | None = None,
 ) -> TrainLog:
@@ -59,6 +60,8 @@ def train(
             loss tensor.
         steps: the number of Adam steps (>= 0).
         lr: Adam's learning rate.
+        betas: Adam's two decay rates, each in [0, 1) (GANs often use ``(0.5, 0.9)``
+            or ``(0.0, 0.9)``).
         evaluate: called with the model in eval mode under ``torch.no_grad()``, after
             every ``every`` steps and after the last step; returns a float.
         every: evaluation period in steps (default: only after the last step).
@@ -69,12 +72,12 @@ def train(
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``; ``loss`` or ``evaluate`` not
-            callable; ``steps`` or ``every`` not an int, ``lr`` not a number; ``loss``
-            returned something other than a tensor, ``evaluate`` something other than
-            a number.
+            callable; ``steps`` or ``every`` not an int, ``lr`` not a number,
+            ``betas`` not a pair of numbers; ``loss`` returned something other than a
+            tensor, ``evaluate`` something other than a number.
         ValueError: ``model`` has no trainable parameter; ``steps < 0``,
-            ``every < 1``, ``lr`` not positive and finite; ``loss`` returned a
-            non-scalar or a tensor without gradient.
+            ``every < 1``, ``lr`` not positive and finite, a beta outside [0, 1);
+            ``loss`` returned a non-scalar or a tensor without gradient.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -87,9 +90,10 @@ def train(
     steps = _checks.nonnegative_int(steps, "steps")
     every = None if every is None else _checks.positive_int(every, "every")
     lr = _checks.real(lr, "lr", positive=True)
+    betas = _betas(betas)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (requires_grad=True)")
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
     log = TrainLog()
     model.train()
     for step in range(1, steps + 1):
@@ -103,6 +107,15 @@ def train(
     if evaluate is not None and steps == 0:
         log.evaluations.append((0, _evaluate(model, evaluate)))
     return log
+
+
+def _betas(betas: object) -> tuple[float, float]:
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}")
+    pair = tuple(_checks.real(b, "betas") for b in betas)
+    if not all(0 <= b < 1 for b in pair):
+        raise ValueError(f"betas must lie in [0, 1), got {pair}")
+    return pair  # type: ignore[return-value]
 
 
 def _scalar_loss(value: object) -> Tensor:

@@ -1611,7 +1611,7 @@ def _(device):
     assert [s for s, _ in log.evaluations] == [2, 4, 5] and model.training
 
 
-@case(TR, "non-int steps/every, bad lr and non-callables: named", "error")
+@case(TR, "non-int steps/every, bad lr or betas and non-callables: named", "error")
 def _(device):
     model, loss = _linear(device)
     tr = training.train
@@ -1623,6 +1623,9 @@ def _(device):
     expect_error(TypeError, "lr", lambda: tr(model, loss, 2, lr="fast"))
     expect_error(ValueError, "lr", lambda: tr(model, loss, 2, lr=math.nan))
     expect_error(ValueError, "lr", lambda: tr(model, loss, 2, lr=-1e-3))
+    expect_error(TypeError, "betas", lambda: tr(model, loss, 2, betas=(0.5,)))
+    expect_error(TypeError, "betas", lambda: tr(model, loss, 2, betas=(0.5, "0.9")))
+    expect_error(ValueError, "betas", lambda: tr(model, loss, 2, betas=(-0.1, 0.9)))
     expect_error(TypeError, "loss", lambda: tr(model, None, 2))
     expect_error(TypeError, "evaluate", lambda: tr(model, loss, 2, evaluate=3.0))
     expect_error(TypeError, "model", lambda: tr(lambda x: x, loss, 2))

@@ -33,6 +33,7 @@ SURFACES = (
     "kexue.probability",
     "kexue.representations",
     "kexue.sequences",
+    "kexue.graphs",
     "kexue.book",
     "kexue.data",
     "kexue.measure",

@@ -34,6 +34,7 @@ SURFACES = (
     "kexue.representations",
     "kexue.sequences",
     "kexue.graphs",
+    "kexue.generative",
     "kexue.book",
     "kexue.data",
     "kexue.measure",

@@ -1,0 +1,53 @@
+"""The generative-models part of the book (``chapters/generative``)."""
+
+from kexue.generative.common import (
+    Decoder,
+    Encoder,
+    bernoulli_nll,
+    gaussian_kl,
+    mlp,
+)
+from kexue.generative.eae import (
+    EntropicAutoencoder,
+    eae_loss,
+    knn_entropy,
+    log_unit_ball_volume,
+)
+from kexue.generative.vmf_vae import (
+    VMFVAE,
+    VonMisesFisher,
+    kl_to_uniform,
+    vmf_log_normalizer,
+    vmf_mean_cosine,
+)
+from kexue.generative.wgan import (
+    MLPCritic,
+    WassersteinGAN,
+    c_transform,
+    exact_w1,
+    gradient_penalty,
+    wasserstein_critic_estimate,
+)
+
+__all__ = [
+    "VMFVAE",
+    "Decoder",
+    "Encoder",
+    "EntropicAutoencoder",
+    "MLPCritic",
+    "VonMisesFisher",
+    "WassersteinGAN",
+    "bernoulli_nll",
+    "c_transform",
+    "eae_loss",
+    "exact_w1",
+    "gaussian_kl",
+    "gradient_penalty",
+    "kl_to_uniform",
+    "knn_entropy",
+    "log_unit_ball_volume",
+    "mlp",
+    "vmf_log_normalizer",
+    "vmf_mean_cosine",
+    "wasserstein_critic_estimate",
+]

@@ -209,8 +209,12 @@ def flow(
     a: Tensor = adjacency
     dtype = a.dtype if a.is_floating_point() else torch.float64
     dtype = _checks.compute_dtype(dtype)
+    # the indices come from the edge list of a checked adjacency: no check needed
     link = torch.sparse_coo_tensor(
-        torch.stack([f.rows, f.cols]), f.link.to(dtype), (f.n, f.n)
+        torch.stack([f.rows, f.cols]),
+        f.link.to(dtype),
+        (f.n, f.n),
+        check_invariants=False,
     ).coalesce()
     if a.layout == torch.strided:
         link = link.to_dense()

@@ -13,6 +13,12 @@ from kexue.generative.eae import (
     knn_entropy,
     log_unit_ball_volume,
 )
+from kexue.generative.fvae import (
+    AffineCoupling,
+    RealNVP,
+    fvae_loss,
+    vae_loss,
+)
 from kexue.generative.vmf_vae import (
     VMFVAE,
     VonMisesFisher,
@@ -31,22 +37,26 @@ from kexue.generative.wgan import (
 
 __all__ = [
     "VMFVAE",
+    "AffineCoupling",
     "Decoder",
     "Encoder",
     "EntropicAutoencoder",
     "MLPCritic",
+    "RealNVP",
     "VonMisesFisher",
     "WassersteinGAN",
     "bernoulli_nll",
     "c_transform",
     "eae_loss",
     "exact_w1",
+    "fvae_loss",
     "gaussian_kl",
     "gradient_penalty",
     "kl_to_uniform",
     "knn_entropy",
     "log_unit_ball_volume",
     "mlp",
+    "vae_loss",
     "vmf_log_normalizer",
     "vmf_mean_cosine",
     "wasserstein_critic_estimate",

@@ -374,3 +374,38 @@ def test_the_literalinclude_check_finds_missing_objects(tmp_path: Path) -> None:
 def test_the_header_check_wants_the_python3_kernel(tmp_path: Path) -> None:
     page = write_chapter(tmp_path, GOOD_CHAPTER.replace("name: python3", "name: julia"))
     assert header_problems(page) == ["kernelspec is not python3"]
+
+
+def broken_inline_math(text: str) -> list[str]:
+    """Prose lines that start with ``+ `` or ``- `` while an inline ``$...$`` is open:
+    Markdown reads them as list items, which cuts the formula in two."""
+    problems, fenced, display, open_inline = [], False, False, False
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        if fenced or stripped.startswith("```"):
+            continue
+        if stripped.startswith("$$"):
+            display = not display if stripped.count("$$") == 1 else display
+            open_inline = False
+            continue
+        if display:
+            continue
+        if open_inline and stripped[:2] in ("+ ", "- "):
+            problems.append(f"line {number}: {stripped[:60]}")
+        if not stripped:
+            open_inline = False
+        open_inline ^= line.replace("\\$", "").count("$") % 2 == 1
+    return problems
+
+
+@pytest.mark.parametrize("page", BOOK_PAGES, ids=rel)
+def test_inline_math_is_not_cut_by_a_list_marker(page: Path) -> None:
+    assert not broken_inline_math(page.read_text(encoding="utf8"))
+
+
+def test_the_inline_math_check_finds_a_cut_formula() -> None:
+    cut = "We have $a = b\n+ c$ here.\n\n$$\nx\n- y\n$$\n"
+    assert broken_inline_math(cut) == ["line 2: + c$ here."]
+    assert not broken_inline_math("We have $a = b +\nc$ here.\n- a list item\n")

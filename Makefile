@@ -106,6 +106,7 @@ gpu-wheels: $(STAMP)
 		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
 		-d $(WHEELS) $$(grep -v '^#' requirements-bench.txt) $$(grep -E \
 		'^(rotary-embedding-torch|torch-einops-utils|flash-pytorch|pytorch-metric-learning)==' \
+		requirements.txt) $$(grep -E '^(vector-quantize-pytorch|einx|frozendict|loguru)==' \
 		requirements.txt)
 
 # JupyterLab is not part of the pinned book environment; it has its own pinned file.

@@ -13,6 +13,7 @@ top level:
 
 from kexue.runtime import get_device, seed_everything
 
+#: The version of the package (PEP 440).
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_device", "seed_everything"]

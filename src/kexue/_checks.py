@@ -10,7 +10,7 @@ was expected, instead of failing deep inside torch or returning a wrong answer.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, TypeGuard, TypeVar
 
 import torch
 from torch import Tensor
@@ -19,8 +19,10 @@ Kind = Literal["floating", "real", "integer", "any"]
 
 _HALF = (torch.float16, torch.bfloat16)
 
+_Option = TypeVar("_Option", bound=str)
 
-def _is_int(value: object) -> bool:
+
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -28,18 +30,18 @@ def positive_int(value: object, name: str) -> int:
     """``value`` as an int ≥ 1 (bools are not ints here)."""
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:  # type: ignore[operator]
+    if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 def nonnegative_int(value: object, name: str) -> int:
     """``value`` as an int ≥ 0."""
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value}")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 def real(
@@ -63,12 +65,12 @@ def real(
     return value
 
 
-def choice(value: object, name: str, options: tuple[str, ...]) -> str:
+def choice(value: object, name: str, options: tuple[_Option, ...]) -> _Option:
     """``value`` one of the strings ``options``."""
     if not isinstance(value, str) or value not in options:
         shown = ", ".join(repr(o) for o in options)
         raise ValueError(f"{name} must be one of {shown}, got {value!r}")
-    return value
+    return options[options.index(value)]  # the option itself: typed as its Literal
 
 
 def flag(value: object, name: str) -> bool:

@@ -121,7 +121,7 @@ class ClaimsTable:
 
     In a notebook the table shows as markdown (three columns: the claim with its source,
     the measurement, the verdict with its reason) followed by a one-line tally; the same
-    display carries the rows as JSON under :data:`CLAIMS_MIME` for the book's claims
+    display carries the rows as JSON under ``CLAIMS_MIME`` for the book's claims
     ledger.
     """
 
@@ -164,7 +164,9 @@ class ClaimsTable:
             lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
         return "\n".join(lines) + "\n\n" + self.tally()
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, object]:
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, object]:
         return {
             "text/markdown": self._repr_markdown_(),
             "text/plain": self.tally(),

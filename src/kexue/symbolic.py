@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sympy as sp
 
@@ -11,7 +12,7 @@ __all__ = [
 ]
 
 
-def torch_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> Callable:
+def torch_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]) -> Callable[..., Any]:
     """``sympy.lambdify(symbols, expr, modules="torch")``, numeric constants evaluated.
 
     SymPy's torch printer writes constants such as ``sqrt(2)`` as ``torch.sqrt(2)``,

@@ -142,7 +142,7 @@ def _evaluate(model: nn.Module, evaluate: Callable[[nn.Module], float]) -> float
     try:
         if isinstance(value, str | bytes):
             raise TypeError
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"evaluate must return a number, got {type(value).__name__}"

@@ -8,6 +8,8 @@ probabilities, so that far targets (large ``γ``) do not underflow ``p^γ`` to z
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 from torch import Tensor
 
@@ -150,6 +152,33 @@ def _newton(
     return torch.where(flat, gamma, step.clamp_max(_MAX_GAMMA))
 
 
+@overload
+def entropy_normalize(
+    logits: Tensor,
+    target: Tensor | float,
+    *,
+    iterations: int = ...,
+    dim: int = ...,
+    return_gamma: Literal[False] = ...,
+) -> Tensor: ...
+@overload
+def entropy_normalize(
+    logits: Tensor,
+    target: Tensor | float,
+    *,
+    iterations: int = ...,
+    dim: int = ...,
+    return_gamma: Literal[True],
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def entropy_normalize(
+    logits: Tensor,
+    target: Tensor | float,
+    *,
+    iterations: int = ...,
+    dim: int = ...,
+    return_gamma: bool,
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def entropy_normalize(
     logits: Tensor,
     target: Tensor | float,

@@ -90,7 +90,7 @@ def _lengths(train_length: object, min_length: object) -> tuple[int, int | None]
         raise ValueError(f"train_length must be an int >= 2, got {train_length}")
     if min_length is not None:
         min_length = _checks.positive_int(min_length, "min_length")
-    return train_length, min_length  # type: ignore[return-value]
+    return train_length, min_length
 
 
 def _canonical(device: torch.device | str) -> torch.device:
@@ -192,7 +192,7 @@ def scaled_attention(
     counts = torch.full((), lk, device=q.device) if keep is None else keep.sum(-1, True)
     row_scale = _row_scale(scale, counts, d, dtype, train_length, min_length)
     qs, ks, vs = (t.to(dtype) for t in (q, k, v))
-    if keep is not None:
+    if bias is not None and keep is not None:  # both or neither
         empty = counts == 0  # (..., Lq, 1): rows with no key
         seen = keep.any(-2).unsqueeze(-1)  # (..., Lk, 1): keys some row sees
         zero = torch.zeros((), dtype=dtype, device=q.device)
@@ -323,7 +323,7 @@ def entropy_gap(lam: float, head_dim: int, *, digits: int = 30) -> float:
         lam_d = mpmath.mpf(lam) * head_dim
         cuts = [-1, 0, 0.5, 1]  # the integrand peaks near c = 0.6 when lam ~ 1
 
-        def weight(c):
+        def weight(c: mpmath.mpf) -> mpmath.mpf:
             return (1 - c * c) ** power * mpmath.exp(lam_d * c)
 
         mass = mpmath.quad(weight, cuts)

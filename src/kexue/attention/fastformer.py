@@ -200,7 +200,7 @@ class FastformerBlock(nn.Module):
         token; output ``(batch, seq, dim)``, zero at padded positions.
 
     Raises:
-        TypeError / ValueError naming the argument, as :class:`FastformerAttention`.
+        TypeError, ValueError: naming the argument, as :class:`FastformerAttention`.
     """
 
     def __init__(
@@ -303,6 +303,7 @@ class TokenRegressor(nn.Module):
         self.features = _checks.positive_int(features, "features")
         width = _check_width(width)
         self.embed = nn.Linear(features, width)
+        self.block: FastformerBlock | nn.TransformerEncoderLayer
         if kind == "Fastformer":
             self.block = FastformerBlock(width, 4, ffn_dim=2 * width)
         else:
@@ -380,8 +381,10 @@ def _linear(layer: nn.Linear | Tensor, t: Tensor, bias: Tensor | None = None) ->
     """``layer`` (or the weight ``layer`` with ``bias``) applied in ``t``'s dtype: the
     float32 pooling of a half-precision layer."""
     if isinstance(layer, nn.Linear):
-        layer, bias = layer.weight, layer.bias
-    return F.linear(t, layer.to(t.dtype), None if bias is None else bias.to(t.dtype))
+        weight, bias = layer.weight, layer.bias
+    else:
+        weight = layer
+    return F.linear(t, weight.to(t.dtype), None if bias is None else bias.to(t.dtype))
 
 
 def _zero_padding(t: Tensor, mask: Tensor | None) -> Tensor:

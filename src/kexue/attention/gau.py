@@ -89,6 +89,12 @@ def relu2_attention(
     dtype = _checks.compute_dtype(q.dtype)
     qs, ks, vs = (t.to(dtype) for t in (q, k, v))
     keep = _visible(n, m, mask, causal, q.device)  # None: every key visible
+    if keep is None and kind != "sum":  # Z is one number: fold it and sqrt(d) into q
+        z = length if length is not None else max(m, 1)  # relu(s)^2/Z = relu(s/√Z)^2
+        scores = (qs / math.sqrt(max(d, 1) * z)) @ ks.mT
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+            return (F.relu(scores).square() @ vs).to(q.dtype)
+        return (F.relu(scores, inplace=True).square_() @ vs).to(q.dtype)
     if keep is not None:  # zero what nobody may read: NaN there must not leak
         zero = torch.zeros((), dtype=dtype, device=q.device)
         seen = keep.any(-2).unsqueeze(-1)  # (..., m, 1)

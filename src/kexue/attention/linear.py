@@ -493,7 +493,7 @@ def _feature(
             _checks.choice(feature_map, "feature_map", tuple(FEATURE_MAPS))
         ]
     if callable(feature_map):
-        return feature_map  # type: ignore[return-value]
+        return feature_map
     raise TypeError(
         f"feature_map must be one of {tuple(FEATURE_MAPS)} or a callable, "
         f"got {type(feature_map).__name__}"

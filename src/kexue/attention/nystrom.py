@@ -514,12 +514,9 @@ class NystromAttention(nn.Module):
         self.pinv_iterations = pinv_iterations
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
-        self.conv_weight = (
-            None
-            if conv_kernel is None
-            else nn.Parameter(torch.zeros(heads, conv_kernel))
-        )
-        if self.conv_weight is not None:
+        self.conv_weight: nn.Parameter | None = None
+        if conv_kernel is not None:
+            self.conv_weight = nn.Parameter(torch.zeros(heads, conv_kernel))
             nn.init.normal_(self.conv_weight, std=conv_kernel**-0.5)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -586,7 +583,7 @@ def _padding_mask(mask: object, x: Tensor, x_name: str) -> Tensor | None:
     boolean (True = real token), on ``x``'s device."""
     if mask is None:
         return None
-    _checks.tensor(mask, "mask", kind="any")
+    mask = _checks.tensor(mask, "mask", kind="any")
     if mask.dtype != torch.bool:
         raise TypeError(
             f"mask must be a boolean tensor (True = real token), got {mask.dtype}"
@@ -624,7 +621,7 @@ def _check_inputs(
         _checks.real(scale, "scale")
     _padding_mask(mask, q, "q")
     if conv_weight is not None:
-        _checks.tensor(conv_weight, "conv_weight", ndim=2)
+        conv_weight = _checks.tensor(conv_weight, "conv_weight", ndim=2)
         _checks.same_device(("q", q), conv_weight=conv_weight)
         if conv_weight.shape[0] != q.shape[1] or conv_weight.shape[1] % 2 == 0:
             raise ValueError(

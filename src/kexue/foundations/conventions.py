@@ -53,7 +53,7 @@ def geometric_sum(ratio: Tensor, n: Tensor | int) -> Tensor:
     out_dtype = ratio.dtype
     # float16/bfloat16 log1p/expm1 lose digits of their own: work in float32.
     ratio = ratio.to(torch.promote_types(ratio.dtype, torch.float32))
-    ratio, n = torch.broadcast_tensors(ratio, n)
+    ratio, n = _broadcast_pair(ratio, n)
     count = n.to(ratio.dtype)
     # n log|r|, with log|r| from log1p so that it keeps its digits when |r| is near 1.
     # When |r| - 1 rounds to -1 (r = 0 or tiny), log1p would give -inf, and
@@ -109,7 +109,7 @@ def geometric_sum_exact(ratio: Tensor, n: Tensor | int, *, digits: int = 50) -> 
         ValueError: as :func:`geometric_sum`, or ``digits`` is below 17.
     """
     ratio, n = _check(ratio, n, digits)
-    ratio, n = torch.broadcast_tensors(ratio, n)
+    ratio, n = _broadcast_pair(ratio, n)
     if ratio.device.type == "meta":
         return torch.empty(ratio.shape, dtype=torch.float64, device=ratio.device)
     with mpmath.workdps(digits):
@@ -131,7 +131,7 @@ def amplification(ratio: Tensor, n: Tensor | int, *, digits: int = 50) -> Tensor
     :func:`geometric_sum_exact`, and raises the same errors.
     """
     ratio, n = _check(ratio, n, digits)
-    ratio, n = torch.broadcast_tensors(ratio, n)
+    ratio, n = _broadcast_pair(ratio, n)
     if ratio.device.type == "meta":
         return torch.empty(ratio.shape, dtype=torch.float64, device=ratio.device)
     with mpmath.workdps(digits):
@@ -156,6 +156,12 @@ def ulps(computed: Tensor, exact: Tensor) -> Tensor:
     eps = torch.finfo(computed.dtype).eps
     error = (computed.to(torch.float64) - exact).abs()
     return torch.where(error == 0, 0.0, error / exact.abs() / eps)
+
+
+def _broadcast_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.broadcast_tensors`` of two tensors (torch leaves its result untyped)."""
+    a, b = torch.broadcast_tensors(a, b)
+    return a, b
 
 
 def _check(ratio: Tensor, n: Tensor | int, digits: int = 17) -> tuple[Tensor, Tensor]:

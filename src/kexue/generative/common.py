@@ -34,7 +34,8 @@ def mlp(
         layer has no activation.
 
     Raises:
-        TypeError: a size not an int. ValueError: a size below 1.
+        TypeError: a size not an int.
+        ValueError: a size below 1.
     """
     in_dim = _checks.positive_int(in_dim, "in_dim")
     out_dim = _checks.positive_int(out_dim, "out_dim")
@@ -117,8 +118,9 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
         ``(...)`` in the dtype of ``logits``.
 
     Raises:
-        TypeError: not floating tensors. ValueError: shapes differ, rank 0, ``x``
-        outside [0, 1] or not finite, different devices.
+        TypeError: not floating tensors.
+        ValueError: shapes differ, rank 0, ``x`` outside [0, 1] or not finite,
+            different devices.
     """
     logits = _checks.tensor(logits, "logits", min_ndim=1)
     x = _checks.tensor(x, "x", min_ndim=1)
@@ -150,8 +152,8 @@ def gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
         ``(...)`` in the dtype of ``mean``.
 
     Raises:
-        TypeError: not floating tensors. ValueError: shapes differ, rank 0, different
-        devices.
+        TypeError: not floating tensors.
+        ValueError: shapes differ, rank 0, different devices.
     """
     mean = _checks.tensor(mean, "mean", min_ndim=1)
     log_var = _checks.tensor(log_var, "log_var", min_ndim=1)

@@ -40,7 +40,8 @@ def log_unit_ball_volume(dim: int) -> float:
         A Python float (``log 2`` for ``d = 1``, ``log π`` for ``d = 2``).
 
     Raises:
-        TypeError: ``dim`` is not an int. ValueError: ``dim < 1``.
+        TypeError: ``dim`` is not an int.
+        ValueError: ``dim < 1``.
     """
     dim = _checks.positive_int(dim, "dim")
     return 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim + 1)
@@ -101,7 +102,7 @@ def knn_entropy(x: Tensor, k: int = 1, *, chunk: int = 4096) -> Tensor:
     Raises:
         TypeError: ``x`` not a floating tensor; ``k`` or ``chunk`` not an int.
         ValueError: ``x`` of rank below 2, ``d = 0``, ``n ≤ k``; ``k`` or ``chunk``
-        below 1.
+            below 1.
     """
     x = _checks.tensor(x, "x", min_ndim=2)
     k = _checks.positive_int(k, "k")
@@ -215,7 +216,7 @@ class EntropicAutoencoder(nn.Module):
         device, in its parameters' dtype. ``generator`` must live on that device."""
         count = _checks.nonnegative_int(count, "count")
         generator = _checks.generator(generator)
-        weight = self.decoder.net[0].weight
+        weight = next(self.decoder.parameters())  # the first layer's weight
         if generator is not None and generator.device.type != weight.device.type:
             raise ValueError(
                 f"generator is on {generator.device} but the model is on "

@@ -2,7 +2,7 @@
 
 The posterior of the latent code is the push-forward of a standard normal ``u`` through
 a map ``F_x`` that is invertible in ``u``, ``z = F_x(u)``. By the change of variables,
-one sample of ``u`` gives the loss
+one sample of ``u`` gives the loss::
 
     -log q(x | z) + log q(u) - log q(z) - log |det ∂F_x(u)/∂u|,
 
@@ -92,8 +92,14 @@ class AffineCoupling(nn.Module):
     Raises:
         TypeError: a size not an int; a non-floating input, or one of another dtype.
         ValueError: ``dim < 2``, ``parity`` not 0 or 1, a wrong last dimension, a
-        ``cond`` missing, unexpected or of the wrong shape, another device.
+            ``cond`` missing, unexpected or of the wrong shape, another device.
     """
+
+    # Buffers (registered in __init__): the kept and the changed features' indices,
+    # and the permutation that joins them back in order.
+    keep: Tensor
+    change: Tensor
+    order: Tensor
 
     def __init__(
         self,
@@ -122,8 +128,10 @@ class AffineCoupling(nn.Module):
         self.net = mlp(
             len(keep) + self.cond_dim, 2 * len(change), hidden=hidden, layers=layers
         )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)  # mlp ends with a linear map
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.scale = nn.Parameter(torch.ones(len(change)))
 
     def _shift_and_log_scale(
@@ -182,11 +190,12 @@ class RealNVP(nn.Module):
     ) -> None:
         super().__init__()
         layers = _checks.positive_int(layers, "layers")
-        self.couplings = nn.ModuleList(
+        couplings = [
             AffineCoupling(dim, hidden, parity=i % 2, cond_dim=cond_dim, layers=depth)
             for i in range(layers)
-        )
-        self.dim, self.cond_dim = self.couplings[0].dim, self.couplings[0].cond_dim
+        ]
+        self.couplings = nn.ModuleList(couplings)
+        self.dim, self.cond_dim = couplings[0].dim, couplings[0].cond_dim
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, cond = _flow_input(self, x, cond, self.dim, self.cond_dim, "x")
@@ -201,6 +210,7 @@ class RealNVP(nn.Module):
         z, cond = _flow_input(self, z, cond, self.dim, self.cond_dim, "z")
         logdet = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
         for coupling in reversed(self.couplings):
+            assert isinstance(coupling, AffineCoupling)  # nn.ModuleList is not generic
             z, step = coupling.inverse(z, cond)
             logdet = logdet + step
         return z, logdet
@@ -287,7 +297,9 @@ def _reconstruction(decoded: object, x: Tensor, sigma: Tensor | None) -> Tensor:
     return nll.to(x.dtype)
 
 
-def _encode(encoder: Callable, x: Tensor, heads: tuple[int, ...]) -> tuple[Tensor, ...]:
+def _encode(
+    encoder: Callable[[Tensor], tuple[Tensor, ...]], x: Tensor, heads: tuple[int, ...]
+) -> tuple[Tensor, ...]:
     """Call ``encoder(x)`` and check it returned ``heads`` tensors ``(n, k)``."""
     if not callable(encoder):
         raise TypeError(f"encoder must be callable, got {type(encoder).__name__}")
@@ -369,7 +381,7 @@ def fvae_loss(
     """The f-VAE's two terms for one sample ``u ~ N(0, I)`` per example.
 
     ``h = mean + exp(log_var / 2) ⊙ u`` and ``z = F(h)`` (``F(h, context)`` when the
-    encoder returns a third head). The KL term is the one-sample estimate
+    encoder returns a third head). The KL term is the one-sample estimate::
 
         log q(u) − log q(z) − log |det ∂z/∂u|
         = ½(‖z‖² − ‖u‖²) − Σ log_var / 2 − log |det ∂F/∂h|,

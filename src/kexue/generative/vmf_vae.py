@@ -171,7 +171,8 @@ def vmf_log_normalizer(dim: int, concentration: float | Tensor) -> Tensor:
 
     Raises:
         TypeError: ``dim`` not an int; ``concentration`` not a number or a floating
-            tensor. ValueError: ``dim < 2``; ``concentration`` negative or not finite.
+            tensor.
+        ValueError: ``dim < 2``; ``concentration`` negative or not finite.
     """
     scaled, kappa, work = _apply(dim, concentration, 0)
     return (scaled - work).to(kappa.dtype)
@@ -305,9 +306,10 @@ class VonMisesFisher(Distribution):
 
     Raises:
         TypeError: ``loc`` not a floating tensor; ``concentration`` not a number or a
-            floating tensor. ValueError: ``loc`` of rank 0, ``d < 2``, not unit, not
-            finite; ``concentration`` negative, not finite, not broadcastable, on
-            another device; ``sampler`` unknown.
+            floating tensor.
+        ValueError: ``loc`` of rank 0, ``d < 2``, not unit, not finite;
+            ``concentration`` negative, not finite, not broadcastable, on another
+            device; ``sampler`` unknown.
     """
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
@@ -384,7 +386,9 @@ class VonMisesFisher(Distribution):
         out = scaled + kappa * (cosine - 1)  # log C + kappa, then kappa (cos - 1)
         return out.expand(shape).to(self.loc.dtype)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+    def rsample(
+        self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()
+    ) -> Tensor:
         """Samples ``sample_shape + batch_shape + (d,)``, differentiable in ``loc``."""
         shape = torch.Size(sample_shape) + self.batch_shape
         work = _work_dtype(self.loc.dtype)
@@ -405,14 +409,16 @@ class VonMisesFisher(Distribution):
 
     def _sample_inverse_cdf(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
         kappa, batch = self._kappa, self.batch_shape
-        draw = {"dtype": kappa.dtype, "device": kappa.device}
+        dtype, device = kappa.dtype, kappa.device
         if kappa.numel() == 1:  # one table serves every draw
             theta, cdf = _angle_table(self.dim, kappa.reshape(()))
-            angles = _inverse_cdf(theta, cdf, torch.rand(shape, **draw))
+            uniform = torch.rand(shape, dtype=dtype, device=device)
+            angles = _inverse_cdf(theta, cdf, uniform)
         else:  # one table per batch entry; the draws of an entry form one row
             rows = batch.numel()
             theta, cdf = _angle_table(self.dim, kappa.expand(batch).reshape(rows))
-            uniform = torch.rand(rows, shape.numel() // max(rows, 1), **draw)
+            columns = shape.numel() // max(rows, 1)
+            uniform = torch.rand(rows, columns, dtype=dtype, device=device)
             angles = _inverse_cdf(theta, cdf, uniform).T.reshape(shape)
         return angles.cos(), angles.sin()
 
@@ -431,8 +437,8 @@ class VMFVAE(nn.Module):
         sampler: ``"inverse_cdf"`` or ``"wood"`` (see :class:`VonMisesFisher`).
 
     Raises:
-        TypeError / ValueError: as the arguments' checks say (``latent_dim < 2``,
-        ``concentration`` negative, an unknown ``sampler``).
+        TypeError, ValueError: as the arguments' checks say (``latent_dim < 2``,
+            ``concentration`` negative, an unknown ``sampler``).
     """
 
     def __init__(
@@ -485,7 +491,7 @@ class VMFVAE(nn.Module):
         """``n`` decoded draws from the prior (uniform on the sphere): ``(n, in_dim)``
         probabilities in [0, 1]."""
         n = _checks.nonnegative_int(n, "n")
-        weight = self.decoder.net[0].weight
+        weight = next(self.decoder.parameters())  # the first layer's weight
         z = F.normalize(
             torch.randn(n, self.latent_dim, device=weight.device, dtype=weight.dtype),
             dim=-1,

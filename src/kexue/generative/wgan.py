@@ -12,6 +12,7 @@ and a GAN module whose ``loss`` alternates critic and generator steps under
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -165,7 +166,7 @@ def c_transform(values: Tensor, cost: Tensor) -> Tensor:
     return gap.amin(dim=-2).to(values.dtype)
 
 
-def _scores(critic: nn.Module, x: Tensor, name: str) -> Tensor:
+def _scores(critic: Callable[[Tensor], Tensor], x: Tensor, name: str) -> Tensor:
     """``critic(x)`` as ``(n,)``: the critic may return ``(n,)`` or ``(n, 1)``."""
     out = critic(x)
     if not isinstance(out, Tensor):
@@ -196,7 +197,7 @@ def _critic_batches(critic: object, real: object, fake: object) -> tuple[Tensor,
 
 
 def gradient_penalty(
-    critic: nn.Module,
+    critic: Callable[[Tensor], Tensor],
     real: Tensor,
     fake: Tensor,
     *,
@@ -248,7 +249,11 @@ def gradient_penalty(
 
 
 def wasserstein_critic_estimate(
-    critic: nn.Module, real: Tensor, fake: Tensor, *, method: str = "difference"
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    *,
+    method: str = "difference",
 ) -> Tensor:
     """A critic's estimate of ``W₁(real, fake)`` from the Kantorovich dual.
 
@@ -341,8 +346,9 @@ class WassersteinGAN(nn.Module):
 
     Raises:
         TypeError: ``generator`` or ``critic`` not an ``nn.Module``; a size or number
-            of the wrong type. ValueError: an unknown ``method``, a size below 1, a
-            negative ``penalty`` or ``center``.
+            of the wrong type.
+        ValueError: an unknown ``method``, a size below 1, a negative ``penalty`` or
+            ``center``.
     """
 
     def __init__(
@@ -391,19 +397,24 @@ class WassersteinGAN(nn.Module):
         critic_turn = self.calls % (self.critic_steps + 1) != 0
         if critic_turn:
             return self._critic_loss(real, fake.detach())
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        frozen |= dict(self.critic.named_buffers())
+        critic = self.critic
+        assert critic is not None  # None only with method="exact"
+        frozen = {k: v.detach() for k, v in critic.named_parameters()}
+        frozen |= dict(critic.named_buffers())
 
         def fixed(x: Tensor) -> Tensor:
-            return functional_call(self.critic, frozen, (x,))
+            return functional_call(critic, frozen, (x,))
 
         return self._estimate(fixed, real, fake)
 
-    def _estimate(self, critic, real: Tensor, fake: Tensor) -> Tensor:
+    def _estimate(
+        self, critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor
+    ) -> Tensor:
         kind = "c-transform" if self.method == "c-transform" else "difference"
         return wasserstein_critic_estimate(critic, real, fake, method=kind)
 
     def _critic_loss(self, real: Tensor, fake: Tensor) -> Tensor:
+        assert self.critic is not None  # None only with method="exact"
         loss = -self._estimate(self.critic, real, fake)
         if self.method == "gradient-penalty" and self.penalty > 0:
             gp = gradient_penalty(self.critic, real, fake, center=self.center)

@@ -149,7 +149,8 @@ def _flow(adjacency: object, teleportation: object, recorded: object) -> _Flow:
     rows, cols, w = _edges(adjacency)
     tau = _teleportation(teleportation)
     recorded = _checks.flag(recorded, "recorded")
-    n = adjacency.shape[0]  # type: ignore[union-attr]
+    assert isinstance(adjacency, Tensor)  # checked by _edges
+    n = adjacency.shape[0]
     if n == 0:
         empty = w.new_zeros(0)
         return _Flow(0, rows, cols, empty, empty, empty)
@@ -352,6 +353,10 @@ def _aggregate(lv: _Level, module: list[int], k: int) -> _Level:
     return new
 
 
+# Changes to a module's (out, in, inner, node, size, tele); size counts original nodes.
+_Delta = tuple[float, float, float, float, int, float]
+
+
 class _Modules:
     """Running sums of each module (out, in, internal link flow, visit rate, size,
     teleportation) and the terms of the code length that depend on them."""
@@ -380,7 +385,9 @@ class _Modules:
         self.size[i] += sign * lv.size[a]
         self.tele[i] += sign * lv.tele[a]
 
-    def rates(self, i: int, d: tuple = (0.0,) * 6) -> tuple[float, float, float]:
+    def rates(
+        self, i: int, d: _Delta = (0.0, 0.0, 0.0, 0.0, 0, 0.0)
+    ) -> tuple[float, float, float]:
         """(enter, exit, visit) of module ``i`` after adding the changes ``d`` to
         (out, in, inner, node, size, tele)."""
         out, into, inner = self.out[i] + d[0], self.into[i] + d[1], self.inner[i] + d[2]
@@ -403,7 +410,7 @@ def _xlog(x: float) -> float:
 
 def _move_gain(
     s: _Modules, lv: _Level, a: int, src: int, dst: int, w_src: float, w_dst: float
-) -> tuple[float, tuple, tuple]:
+) -> tuple[float, _Delta, _Delta]:
     """Change of the code length when node ``a`` moves from ``src`` to ``dst``, given
     its link flow to and from the rest of each (``w_src``, ``w_dst``)."""
     inner = lv.self_flow[a]
@@ -419,7 +426,7 @@ def _move_gain(
     return delta, d_src, d_dst
 
 
-def _apply(s: _Modules, i: int, d: tuple) -> None:
+def _apply(s: _Modules, i: int, d: _Delta) -> None:
     before = s.rates(i)[0]
     s.out[i] += d[0]
     s.into[i] += d[1]
@@ -454,16 +461,16 @@ def _move_nodes(lv: _Level, module: list[int], n: int, order: list[int]) -> bool
             options = [m for m in w if m != src]
             if s.size[src] > lv.size[a] and empty:
                 options.append(empty[-1])
-            best = (-MIN_GAIN, None, (), ())
+            best: tuple[float, int, _Delta, _Delta] | None = None
             for dst in options:
                 gain = _move_gain(s, lv, a, src, dst, w.get(src, 0.0), w.get(dst, 0.0))
-                if gain[0] < best[0]:
+                if gain[0] < (-MIN_GAIN if best is None else best[0]):
                     best = (gain[0], dst, gain[1], gain[2])
-            if best[1] is None:
+            if best is None:
                 continue
-            dst = best[1]
-            _apply(s, src, best[2])
-            _apply(s, dst, best[3])
+            _, dst, d_src, d_dst = best
+            _apply(s, src, d_src)
+            _apply(s, dst, d_dst)
             if empty and dst == empty[-1]:
                 empty.pop()
             if s.size[src] == 0:

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 Layout = Literal["interleaved", "half"]
-LAYOUTS: tuple[str, ...] = ("interleaved", "half")
+LAYOUTS: tuple[Layout, ...] = ("interleaved", "half")
 #: The position encodings :class:`OneLayerAttention` offers.
 ENCODINGS: tuple[str, ...] = ("none", "sinusoidal", "rope")
 #: The target :func:`lag_copy_batch` gives positions with nothing ``lag`` places back.
@@ -325,7 +325,7 @@ class RotaryEmbedding(nn.Module):
         initial_length: positions tabulated on first use (at most
             ``max_cached_length``).
         max_cached_length: the most rows a cached table may hold (default
-            :data:`~kexue.positions._validation.MAX_CACHED_LENGTH`, 65,536).
+            ``MAX_CACHED_LENGTH``, 65,536).
 
     Raises:
         TypeError: ``dim``, ``initial_length`` or ``max_cached_length`` not an int.
@@ -499,7 +499,7 @@ def lag_copy_batch(
 
     Tokens are uniform over ``0 .. vocab - 1``, drawn on the CPU from ``generator`` (so
     a batch does not depend on the device); the target at position ``t`` is the token at
-    ``t - lag``, and :data:`IGNORE_INDEX` for the first ``lag`` positions.
+    ``t - lag``, and ``IGNORE_INDEX`` for the first ``lag`` positions.
 
     Returns:
         ``(tokens, targets)``, two int64 tensors of shape ``(size, length)`` on
@@ -530,7 +530,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _check_layout(layout: object) -> str:
+def _check_layout(layout: object) -> Layout:
     return _checks.choice(layout, "layout", LAYOUTS)
 
 

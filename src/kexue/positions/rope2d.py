@@ -283,7 +283,7 @@ class PatchAttention(nn.Module):
     """One layer of bidirectional single-head attention over image patches.
 
     Embeds each patch's symbol, applies one of the position encodings of
-    :data:`ENCODINGS` to queries and keys, attends, and reads out symbol logits.
+    ``ENCODINGS`` to queries and keys, attends, and reads out symbol logits.
 
     Args:
         encoding: ``"none"``, ``"flattened 1-D RoPE"`` (position ``t`` in the row-major

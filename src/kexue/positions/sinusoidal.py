@@ -16,6 +16,7 @@ reuses it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import mpmath
 import torch
@@ -71,7 +72,7 @@ def frequencies(
 
 
 def sinusoidal_embedding(
-    positions: Tensor | int | float | list,
+    positions: Tensor | int | float | list[Any],
     dim: int,
     *,
     base: float = 10000.0,
@@ -267,7 +268,7 @@ def _distances(distances: object) -> Tensor:
 
 
 def decay_integral(
-    distances: Tensor | float | list, *, base: float = 10000.0
+    distances: Tensor | float | list[Any], *, base: float = 10000.0
 ) -> Tensor:
     """The continuous inner product ``I_b(k) = int_0^1 cos(k base^(-t)) dt``.
 
@@ -303,7 +304,7 @@ def decay_integral(
     return torch.tensor(values, dtype=torch.float64).reshape(k.shape)
 
 
-def power_decay_integral(distances: Tensor | float | list, alpha: float) -> Tensor:
+def power_decay_integral(distances: Tensor | float | list[Any], alpha: float) -> Tensor:
     """The continuous inner product for the schedule ``theta_t = t^alpha``.
 
     ``int_0^1 cos(k t^alpha) dt = Re[(-ik)^(-1/alpha) gamma(1/alpha, -ik)] / alpha``
@@ -397,7 +398,7 @@ class SinusoidalEmbedding(nn.Module):
         initial_length: number of positions tabulated up front (at most
             ``max_cached_length``).
         max_cached_length: the most rows the table may hold (default
-            :data:`~kexue.positions._validation.MAX_CACHED_LENGTH`, 65,536).
+            ``MAX_CACHED_LENGTH``, 65,536).
 
     Raises:
         TypeError: ``dim``, ``initial_length`` or ``max_cached_length`` not an int;

@@ -193,8 +193,8 @@ def sample_chain(
     dtype = _checks.compute_dtype(table.dtype)
     chains, vocab = tokens.shape[0], table.shape[0]
     if chains == 0 or table.device.type == "meta":
-        out = torch.zeros(chains, steps + 1, dtype=torch.long, device=table.device)
-        return out, torch.zeros(chains, steps, dtype=dtype, device=table.device)
+        ids = torch.zeros(chains, steps + 1, dtype=torch.long, device=table.device)
+        return ids, torch.zeros(chains, steps, dtype=dtype, device=table.device)
     if not bool(((tokens >= 0) & (tokens < vocab)).all()):
         raise ValueError(f"start must hold ids in [0, {vocab})")
     out, entropies = [tokens.long()], []

@@ -332,7 +332,9 @@ def fit_log_bilinear(
     start = (scale * start).to(device=joint.device, dtype=dtype)
     model = _LogBilinear(start[:rows].clone(), start[rows:].clone())
     target = joint.to(dtype) / joint.to(dtype).sum()
-    train(model, lambda m: _cross_entropy(target, _logits(m.u, m.v)), steps, lr=lr)
+    train(
+        model, lambda _: _cross_entropy(target, _logits(model.u, model.v)), steps, lr=lr
+    )
     return model.u.detach().to(joint.dtype), model.v.detach().to(joint.dtype)
 
 

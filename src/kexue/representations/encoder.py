@@ -38,6 +38,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal, TypedDict, overload
 
 import torch
 import torch.nn.functional as F
@@ -307,6 +308,30 @@ class WordPieceTokenizer:
         return ids, spans
 
     # ------------------------------------------------------------ batches
+    @overload
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        max_length: int | None = ...,
+        return_offsets: Literal[False] = ...,
+    ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        max_length: int | None = ...,
+        return_offsets: Literal[True],
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+    @overload
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        max_length: int | None = ...,
+        return_offsets: bool,
+    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]: ...
     def encode(
         self,
         texts: Sequence[str] | str,
@@ -447,7 +472,7 @@ def _texts(texts: object) -> list[str]:
     return list(texts)
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -567,6 +592,23 @@ class _Stack(nn.Module):
         )
 
 
+class _Sizes(TypedDict):
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+
+
+class _Config(_Sizes):
+    """``BertEncoder.config``: its sizes and LayerNorm epsilon, keyed as in BERT's
+    ``config.json``."""
+
+    layer_norm_eps: float
+
+
 class BertEncoder(nn.Module):
     """BERT's encoder (post-LN transformer), parameters named as in the checkpoint.
 
@@ -594,7 +636,7 @@ class BertEncoder(nn.Module):
         layer_norm_eps: float = 1e-12,
     ) -> None:
         super().__init__()
-        sizes = {
+        sizes: _Sizes = {
             "vocab_size": vocab_size,
             "hidden_size": hidden_size,
             "num_hidden_layers": num_hidden_layers,
@@ -611,7 +653,7 @@ class BertEncoder(nn.Module):
                 f"hidden_size {hidden_size} must be divisible by num_attention_heads "
                 f"{num_attention_heads}"
             )
-        self.config = {**sizes, "layer_norm_eps": eps}
+        self.config: _Config = {**sizes, "layer_norm_eps": eps}
         self.embeddings = _Embeddings(
             vocab_size, max_position_embeddings, type_vocab_size, hidden_size, eps
         )
@@ -756,7 +798,7 @@ class BertEncoder(nn.Module):
         return token_type_ids
 
 
-def _check_config(config: dict) -> None:
+def _check_config(config: dict[str, Any]) -> None:
     activation = config.get("hidden_act", "gelu")
     if activation != "gelu":
         raise ValueError(f"config: hidden_act must be 'gelu', got {activation!r}")

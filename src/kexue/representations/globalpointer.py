@@ -25,6 +25,7 @@ country/capital/city vocabulary of word2vec's analogy questions.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -200,7 +201,7 @@ class EfficientGlobalPointer(nn.Module):
         hidden, num_types, head_size, rope: as :class:`GlobalPointer`.
 
     Raises:
-        As :class:`GlobalPointer`.
+        TypeError, ValueError: as :class:`GlobalPointer`.
     """
 
     def __init__(
@@ -390,7 +391,7 @@ def nested_entity_task(
     and the 68 (city, state) pairs of ``city-in-state``. Each sentence fills one of ten
     templates; a ``place`` slot is a pair written ``"Athens, Greece"`` and is an entity
     of type ``place`` that nests a ``city`` and a ``country`` (or ``state``). Types, in
-    the order of :data:`ENTITY_TYPES`: city, country, state, place. Every fourth pair
+    the order of ``ENTITY_TYPES``: city, country, state, place. Every fourth pair
     (sorted) is held out: ``split="test"`` draws only from those, ``"train"`` from the
     rest, so test sentences name unseen pairs.
 
@@ -429,9 +430,8 @@ def nested_entity_task(
         empty = torch.zeros(0, 0, dtype=torch.long)
         return [], empty, empty.bool(), torch.zeros(0, 4, 0, 0, dtype=torch.bool)
     ids, mask, offsets = tokenizer.encode(texts, return_offsets=True)
-    targets = torch.zeros(
-        len(texts), len(ENTITY_TYPES), *ids.shape[1:2] * 2, dtype=bool
-    )
+    seq = ids.shape[1]
+    targets = torch.zeros(len(texts), len(ENTITY_TYPES), seq, seq, dtype=torch.bool)
     for b, (_, spans) in enumerate(sentences):
         starts, ends = offsets[b, :, 0].tolist(), offsets[b, :, 1].tolist()
         for start, end, kind in spans:
@@ -449,13 +449,21 @@ def _pairs(split: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     chosen = []
     for names in (("capital-common-countries", "capital-world"), ("city-in-state",)):
         pairs = sorted(
-            {row[k : k + 2] for name in names for row in sections[name] for k in (0, 2)}
+            {
+                (row[k], row[k + 1])
+                for name in names
+                for row in sections[name]
+                for k in (0, 2)
+            }
         )
         held_out = split == "test"
         chosen.append(
             [p for i, p in enumerate(pairs) if (i % _TEST_EVERY == 3) == held_out]
         )
     return chosen[0], chosen[1]
+
+
+_T = TypeVar("_T")
 
 
 def _sentence(
@@ -465,7 +473,7 @@ def _sentence(
 ) -> tuple[str, list[tuple[int, int, int]]]:
     """One filled template and its entities ``(char start, char end, type)``."""
 
-    def pick(options: list) -> object:
+    def pick(options: list[_T]) -> _T:
         return options[int(torch.randint(len(options), (), generator=generator))]
 
     template = str(pick(list(_TEMPLATES)))
@@ -476,7 +484,7 @@ def _sentence(
             continue
         # a country comes with its capital, a state with one of its cities
         in_state = part == "state" or (part != "country" and bool(pick([0, 1])))
-        city, region = pick(cities if in_state else capitals)  # type: ignore[misc]
+        city, region = pick(cities if in_state else capitals)
         region_type = 2 if in_state else 1
         start = len(text)
         if part == "place":

@@ -23,12 +23,13 @@ available as ``widen_bert(..., scheme="article")``, so that it can be measured.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from kexue import _checks
-from kexue.representations.encoder import BertEncoder
+from kexue.representations.encoder import BertEncoder, _Embeddings, _Layer
 
 __all__ = [
     "repeat_features",
@@ -146,13 +147,17 @@ def widen_linear(
     return wide
 
 
+# widen_layer_norm keeps the layer's class (a LayerNorm subclass such as BERT's).
+_Norm = TypeVar("_Norm", bound=nn.LayerNorm)
+
+
 def widen_layer_norm(
-    layer: nn.LayerNorm,
+    layer: _Norm,
     factor: int = 2,
     *,
     in_scale: float | None = None,
     out_scale: float | None = None,
-) -> nn.LayerNorm:
+) -> _Norm:
     """A LayerNorm ``factor`` times as wide that maps ``repeat(x) * in_scale`` to
     ``repeat(layer(x)) * out_scale``.
 
@@ -302,13 +307,14 @@ def widen_bert(
         raise TypeError(f"encoder must be a BertEncoder, got {type(encoder).__name__}")
     k = _checks.positive_int(factor, "factor")
     noise = _checks.real(noise, "noise", nonnegative=True)
-    if _checks.generator(generator) is not None and generator.device.type != "cpu":
+    generator = _checks.generator(generator)
+    if generator is not None and generator.device.type != "cpu":
         raise ValueError(
             f"generator must be a CPU generator (the noise is drawn on the CPU), got "
             f"one on {generator.device}"
         )
     article = _checks.choice(scheme, "scheme", ("exact", "article")) == "article"
-    config = dict(encoder.config)
+    config = encoder.config.copy()
     config["hidden_size"] *= k
     config["intermediate_size"] *= k
     if not article:
@@ -325,7 +331,7 @@ def widen_bert(
     return wide.train(encoder.training)
 
 
-def _widen_embeddings(embeddings: nn.Module, k: int, wide: nn.Module) -> None:
+def _widen_embeddings(embeddings: _Embeddings, k: int, wide: _Embeddings) -> None:
     """The embedding block widened into the (meta) module ``wide``."""
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         setattr(wide, name, widen_embedding(getattr(embeddings, name), k))
@@ -334,6 +340,7 @@ def _widen_embeddings(embeddings: nn.Module, k: int, wide: nn.Module) -> None:
 
 def _widen_layer(layer: nn.Module, k: int, wide: nn.Module) -> nn.Module:
     """One encoder layer widened into the (meta) module ``wide``."""
+    assert isinstance(layer, _Layer) and isinstance(wide, _Layer)  # BERT's layers
     s = k**-0.5
     attention, block = layer.attention, wide.attention
     # q.k gets k * (k^(-1/4))^2 = sqrt(k): it cancels the scale 1/sqrt(k d')
@@ -362,11 +369,12 @@ def _as_in_the_article(encoder: BertEncoder, k: int, wide: BertEncoder) -> None:
     for layer, wide_layer in zip(
         encoder.encoder.layer, wide.encoder.layer, strict=True
     ):
+        assert isinstance(layer, _Layer) and isinstance(wide_layer, _Layer)
         bias = layer.output.dense.bias
         if bias is not None:
             wide_layer.output.dense.bias = _parameter(_widened(bias, k, 1 / k, 1), bias)
     for small, large in zip(encoder.modules(), wide.modules(), strict=True):
-        if isinstance(small, nn.LayerNorm):
+        if isinstance(small, nn.LayerNorm) and isinstance(large, nn.LayerNorm):
             large.eps = small.eps
 
 

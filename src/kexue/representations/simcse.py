@@ -81,7 +81,7 @@ def info_nce(
 
 
 def simcse_loss(
-    encoder: Callable[[Tensor, Tensor], Tensor],
+    encoder: Callable[[Tensor, Tensor | None], Tensor],
     ids: Tensor,
     mask: Tensor | None,
     *,

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Method = Literal["forward", "backward", "bilinear", "zoh"]
-METHODS: tuple[str, ...] = ("forward", "backward", "bilinear", "zoh")
+METHODS: tuple[Method, ...] = ("forward", "backward", "bilinear", "zoh")
 
 
 def legs(N: int) -> tuple[Tensor, Tensor]:
@@ -50,7 +50,8 @@ def legs(N: int) -> tuple[Tensor, Tensor]:
     obeys ``T c'(T) = A c + B u(T)``.
 
     Raises:
-        TypeError: ``N`` is not an int. ValueError: ``N < 1``.
+        TypeError: ``N`` is not an int.
+        ValueError: ``N < 1``.
     """
     N = _checks.positive_int(N, "N")
     root = torch.sqrt(2 * torch.arange(N, dtype=torch.float64) + 1)
@@ -87,7 +88,8 @@ def lagt(N: int) -> tuple[Tensor, Tensor]:
     ``A = -I/2 - tril(1, -1)``, ``B = 1``; float64 tensors ``(N, N)``, ``(N,)``.
 
     Raises:
-        TypeError: ``N`` is not an int. ValueError: ``N < 1``.
+        TypeError: ``N`` is not an int.
+        ValueError: ``N < 1``.
     """
     N = _checks.positive_int(N, "N")
     A = -0.5 * torch.eye(N, dtype=torch.float64) - torch.tril(
@@ -105,7 +107,8 @@ def legs_matvec(v: Tensor) -> Tensor:
     (the prefix sum overflows float16).
 
     Raises:
-        TypeError: ``v`` not a floating tensor. ValueError: ``v`` is 0-d.
+        TypeError: ``v`` not a floating tensor.
+        ValueError: ``v`` is 0-d.
     """
     v = _checks.tensor(v, "v", min_ndim=1)
     w = v.to(_checks.compute_dtype(v.dtype))

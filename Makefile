@@ -23,18 +23,20 @@ GPU_PYTHON ?= python3
 WHEELS  := .whl
 
 .PHONY: help setup lint format unit chapters chapter book html-check bench lab test clean \
-	gpu-check gpu-wheels
+	gpu-check gpu-wheels wheel-check
 
 help:
 	@echo "make book        build the HTML book (every chapter executed) into $(HTML)"
 	@echo "make test        lint, unit tests, every chapter under nbval, the book, the browser check"
 	@echo "make setup       create $(VENV) with the pinned environment and kexue (editable)"
-	@echo "make lint        ruff on the package, tests and the chapters' code cells"
+	@echo "make lint        ruff on the package, tests and the chapters' code cells; mypy on the package"
 	@echo "make format      ruff format on the same (chapter metadata left untouched)"
 	@echo "make unit        the unit and property tests (tests/, without the browser check)"
 	@echo "make chapters    every chapter in _toc.yml executed by nbval, with per-chapter times"
 	@echo "make chapter CHAPTER=chapters/<part>/<topic>.md   one chapter alone"
 	@echo "make html-check  open every page of $(HTML) in headless Chromium and check it"
+	@echo "make wheel-check build the wheel and sdist, check their contents, install the wheel into a"
+	@echo "                 fresh venv outside the repository and use every part of kexue from it"
 	@echo "make bench       time kexue's kernels against the libraries people use (installs"
 	@echo "                 requirements-bench.txt) and write benchmarks/results/<device>.json"
 	@echo "make gpu-check   on a CUDA machine: unit and hostile-input tests on CUDA, short"
@@ -61,6 +63,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/python scripts/lint_chapters.py
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format $(PY_SOURCES)
@@ -83,6 +86,11 @@ chapter: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at $(abspath $(HTML))/index.html"
+
+# The wheel stands alone: built, installed into a fresh venv in a temporary folder (never this
+# checkout), and used from there (scripts/wheel_check.sh says how; about a minute).
+wheel-check: $(STAMP)
+	bash scripts/wheel_check.sh $(BIN)/python
 
 html-check: $(STAMP)
 	bash scripts/ensure-chromium.sh
@@ -117,7 +125,7 @@ $(VENV)/.kexue-lab-installed: $(STAMP) requirements-lab.txt
 lab: $(VENV)/.kexue-lab-installed
 	$(BIN)/jupyter lab chapters
 
-test: lint unit chapters book html-check
+test: lint unit wheel-check chapters book html-check
 
 clean:
-	rm -rf _build .pytest_cache .ruff_cache .hypothesis $(VENV)
+	rm -rf _build .pytest_cache .ruff_cache .mypy_cache .hypothesis $(VENV)

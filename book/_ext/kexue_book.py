@@ -21,6 +21,10 @@ claims into the claims ledger, gives figures alt text, and numbers the parts of 
    ``claims-ledger`` directive (read last) lists them all, grouped by verdict, with totals.
 6. Figures get their caption as alt text; claims tables get the class ``kexue-claims``; parts of
    the table of contents made of chapters are numbered "Part I", "Part II", ... in order.
+7. API reference. A page of ``book/api/`` holds a ``kexue-api`` block per part; before the page is
+   parsed, the block becomes the part's reference, generated from its ``__all__``: a section per
+   module, linked to the chapter that derives it, with an autodoc entry per name. References
+   written through a name's module resolve to its part's entry.
 """
 
 from __future__ import annotations
@@ -531,6 +535,244 @@ def number_parts(app: Sphinx, config: Config) -> None:
         number += 1
 
 
+# --- the API reference: pages generated from each part's __all__ -----------------------------------
+
+#: A page of ``book/api/`` asks for a part's reference with this block, which
+#: :func:`expand_api_blocks` replaces, before the page is parsed, by :func:`api_markdown`.
+API_BLOCK = re.compile(
+    r"^```\{kexue-api\}[ \t]+(?P<part>[\w.]+)[ \t]*\n```[ \t]*$", re.M
+)
+#: At most this many chapters are named under a module that no chapter mirrors.
+USED_IN_SHOWN = 4
+_KEXUE_NAME = re.compile(r"\bkexue(?:\.\w+)+")
+_FROM_IMPORT = re.compile(
+    r"^[ \t]*from[ \t]+(kexue(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M
+)
+
+
+def api_parts(text: str) -> list[str]:
+    """The parts whose reference a page asks for, in order."""
+    return [match["part"] for match in API_BLOCK.finditer(text)]
+
+
+def _import(name: str):
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def _object_module(part: str, name: str) -> str:
+    """The module that defines ``part.name`` (the part itself for data such as a version string)."""
+    module = getattr(getattr(_import(part), name), "__module__", None)
+    return module if isinstance(module, str) and module.startswith("kexue") else part
+
+
+def _source_line(obj: object) -> int:
+    import inspect
+
+    try:
+        return inspect.getsourcelines(inspect.unwrap(obj))[1]
+    except (TypeError, OSError):
+        return 0  # data (a version string) first
+
+
+def part_modules(part: str, root: Path) -> list[tuple[str, list[str]]]:
+    """``part.__all__`` grouped by defining module: ``(module, names)`` with the part's own module
+    first, then the modules in the order of their chapters in ``_toc.yml``, then the rest by name;
+    names in the order of their module's source."""
+    package = _import(part)
+    groups: dict[str, list[str]] = {}
+    for name in package.__all__:
+        groups.setdefault(_object_module(part, name), []).append(name)
+    order = _toc_files(root)
+
+    def key(module: str) -> tuple[int, int, str]:
+        doc = mirror_chapter(module)
+        if module == part:
+            return (0, 0, module)
+        if doc in order:
+            return (1, order.index(doc), module)
+        return (2, 0, module)
+
+    return [
+        (
+            module,
+            sorted(groups[module], key=lambda n: _source_line(getattr(package, n))),
+        )
+        for module in sorted(groups, key=key)
+    ]
+
+
+def _toc_files(root: Path) -> list[str]:
+    import yaml
+
+    def walk(node: object) -> list[str]:
+        if isinstance(node, dict):
+            found = [str(node[key]) for key in ("root", "file") if key in node]
+            return found + [f for value in node.values() for f in walk(value)]
+        if isinstance(node, list):
+            return [f for value in node for f in walk(value)]
+        return []
+
+    path = root / "_toc.yml"
+    return walk(yaml.safe_load(path.read_text())) if path.is_file() else []
+
+
+def mirror_chapter(module: str) -> str:
+    """``kexue.<part>.<topic>`` -> ``chapters/<part>/<topic>`` (the mirror rule)."""
+    return "chapters/" + "/".join(module.split(".")[1:])
+
+
+def api_label(module: str) -> str:
+    """The label of a module's section in the reference: ``api-positions-rope``, ``api-kexue``."""
+    return "api-" + ("-".join(module.split(".")[1:]) or "kexue")
+
+
+def chapters_using(module: str, root: Path, chapters: list[str]) -> list[str]:
+    """The chapters (docnames, in the given order) whose text imports or names something that
+    ``module`` defines, or the module itself."""
+    used = []
+    for doc in chapters:
+        path = root / f"{doc}.md"
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf8")
+        dotted = set(_KEXUE_NAME.findall(text))
+        for source, names in _FROM_IMPORT.findall(text):
+            dotted.update(
+                f"{source}.{n.split(' as ')[0].strip()}"
+                for n in names.strip("()").replace("\n", ",").split(",")
+                if n.split("#")[0].strip()
+            )
+        if any(_defined_in(name, module) for name in dotted):
+            used.append(doc)
+    return used
+
+
+def _defined_in(dotted: str, module: str) -> bool:
+    """Whether ``dotted`` (``kexue.x.y`` as a chapter writes it) is ``module`` or an object that
+    ``module`` defines."""
+    if dotted == module:
+        return True
+    head, _, name = dotted.rpartition(".")
+    try:
+        obj = getattr(_import(head), name)
+    except (ImportError, AttributeError):
+        return False
+    return (
+        getattr(obj, "__module__", None) == module
+        or getattr(obj, "__name__", None) == module
+    )
+
+
+def _entry(part: str, name: str) -> list[str]:
+    import inspect
+
+    obj = getattr(_import(part), name)
+    if inspect.isclass(obj):
+        return [
+            f".. autoclass:: {part}.{name}",
+            "   :members:",
+            "   :show-inheritance:",
+            "",
+        ]
+    if callable(obj):
+        return [f".. autofunction:: {part}.{name}", ""]
+    return [f".. autodata:: {part}.{name}", ""]
+
+
+def api_markdown(part: str, root: Path, docs: set[str] | None = None) -> str:
+    """The MyST markdown of ``part``'s reference: a section per defining module, labelled
+    :func:`api_label`, with a link to the chapter that derives it (or the chapters that use it),
+    the module's docstring, and an autodoc entry for each name of ``part.__all__``.
+
+    ``docs`` are the documents the book builds (``_toc.yml`` when None); a chapter outside it is
+    not linked.
+    """
+    import inspect
+
+    toc = _toc_files(root)
+    docs = set(toc) if docs is None else docs
+    chapters = [d for d in toc if d.startswith("chapters/") and d in docs]
+    lines: list[str] = []
+    declared = set()
+    groups = part_modules(part, root)
+    if any(module != part for module, _ in groups):
+        lines += ["```{eval-rst}", f".. py:module:: {part}", "```", ""]
+        declared.add(part)
+    for module, names in groups:
+        lines += [f"({api_label(module)})=", f"## `{module}`", ""]
+        chapter = mirror_chapter(module)
+        if chapter in docs:
+            lines += [f"Derived in the chapter {{doc}}`/{chapter}`.", ""]
+        else:
+            users = chapters_using(module, root, chapters)
+            if users:
+                links = [f"{{doc}}`/{d}`" for d in users[:USED_IN_SHOWN]]
+                rest = len(users) - len(links)
+                if rest:
+                    links.append(f"{rest} more chapter{'s' if rest > 1 else ''}")
+                listed = (
+                    ", ".join(links[:-1]) + " and " + links[-1]
+                    if len(links) > 1
+                    else links[0]
+                )
+                lines += [f"Used in {listed}.", ""]
+        lines += ["```{eval-rst}"]
+        if module not in declared:
+            lines += [f".. py:module:: {module}", ""]
+            declared.add(module)
+        lines += [f".. currentmodule:: {part}", ""]
+        docstring = inspect.getdoc(_import(module))
+        if docstring:
+            lines += [*docstring.splitlines(), ""]
+        for name in names:
+            lines += _entry(part, name)
+        lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def expand_api_blocks(app: Sphinx, docname: str, source: list[str]) -> None:
+    """Replace each ``kexue-api`` block of a page by its part's reference (:func:`api_markdown`)."""
+    if "{kexue-api}" not in source[0]:
+        return
+    root, docs = Path(app.srcdir), set(app.env.found_docs)
+    source[0] = API_BLOCK.sub(
+        lambda match: api_markdown(match["part"], root, docs), source[0]
+    )
+
+
+def documented_name(dotted: str) -> str | None:
+    """Where the reference documents ``dotted``, an object's path through its module
+    (``kexue.positions.rope.apply_rope`` -> ``kexue.positions.apply_rope``); None if nowhere."""
+    parts = dotted.split(".")
+    if len(parts) < 4 or parts[0] != "kexue":
+        return None
+    part, name = ".".join(parts[:2]), parts[-1]
+    try:
+        package = _import(part)
+        obj = getattr(_import(".".join(parts[:-1])), name)
+    except (ImportError, AttributeError):
+        return None
+    if name in getattr(package, "__all__", ()) and getattr(package, name) is obj:
+        return f"{part}.{name}"
+    return None
+
+
+def resolve_module_paths(app: Sphinx, env, node, contnode):
+    """Resolve a reference written through a name's module (``kexue.foundations.masking.masked_softmax``)
+    to the entry of its part (``kexue.foundations.masked_softmax``), where the reference shows it."""
+    if node.get("refdomain") != "py":
+        return None
+    target = documented_name(node.get("reftarget", ""))
+    if target is None:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], target, node, contnode
+    )
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     # Runs before myst-nb's own config-inited handlers, which open the cache.
     app.connect("config-inited", key_cache_on_library, priority=100)
@@ -553,4 +795,6 @@ def setup(app: Sphinx) -> dict[str, object]:
         "html-page-context", drop_duplicate_scripts, priority=900
     )  # after the themes add theirs
     app.connect("build-finished", copy_mathjax)
+    app.connect("source-read", expand_api_blocks)
+    app.connect("missing-reference", resolve_module_paths)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -55,7 +55,10 @@ def _pair(x: object, y: object) -> tuple[Tensor, Tensor]:
 def _matching(cost: Tensor) -> np.ndarray:
     """For each ``(L, L)`` cost matrix of a ``(B, L, L)`` stack, the optimal column of
     every row, ``(B, L)`` (scipy's Jonker-Volgenant solver, on the CPU)."""
-    from scipy.optimize import linear_sum_assignment
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as err:  # scipy is optional: only the exact W1 needs it
+        raise ImportError("exact_w1 needs scipy: pip install scipy") from err
 
     stack = cost.detach().to("cpu", torch.float64).numpy()
     return np.stack([linear_sum_assignment(c)[1] for c in stack]).reshape(
@@ -91,6 +94,7 @@ def exact_w1(x: Tensor, y: Tensor, *, max_size: int = 4096) -> Tensor:
         TypeError: not floating tensors, different dtypes, ``max_size`` not an int.
         ValueError: rank below 2, shapes that do not fit, ``n`` or ``m`` zero,
             ``lcm(n, m) > max_size``, different devices, non-finite points.
+        ImportError: scipy is not installed.
     """
     x, y = _pair(x, y)
     max_size = _checks.positive_int(max_size, "max_size")

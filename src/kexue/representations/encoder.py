@@ -682,8 +682,14 @@ class BertEncoder(nn.Module):
             ValueError: the configuration is not an absolute-position BERT with GELU;
                 the checkpoint has missing or unexpected keys, or position ids that
                 are not ``0, 1, 2, ...``.
+            ImportError: safetensors is not installed.
         """
-        from safetensors.torch import load_file
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:  # optional: only reading checkpoints needs it
+            raise ImportError(
+                "reading a checkpoint needs safetensors: pip install safetensors"
+            ) from err
 
         for name, value in (("path", path), ("config_path", config_path)):
             if value is not None and not isinstance(value, str | Path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dist_checks import (
     ROOT,
+    license_files,
     package_problems,
     project_dependencies,
     sdist_problems,
@@ -29,6 +30,7 @@ def metadata(root: Path = ROOT, **fields: str) -> str:
         "Name": "kexue",
         "Version": "0.1.0",
         "License-Expression": "MIT",
+        "License-File": " ".join(license_files(root)),
         "Requires-Python": ">=3.10",
         "Description-Content-Type": "text/markdown",
     } | fields
@@ -38,7 +40,12 @@ def metadata(root: Path = ROOT, **fields: str) -> str:
 
 
 def wheel_names(root: Path = ROOT) -> list[str]:
-    return source_files(root) + [f"{INFO}/{n}" for n in ("METADATA", "WHEEL", "RECORD")]
+    info = [f"{INFO}/{n}" for n in ("METADATA", "WHEEL", "RECORD")]
+    return (
+        source_files(root)
+        + info
+        + [f"{INFO}/licenses/{n}" for n in license_files(root)]
+    )
 
 
 def test_every_folder_of_modules_is_a_package() -> None:
@@ -104,7 +111,7 @@ def test_the_typed_marker_and_licence_must_ship(tmp_path: Path) -> None:
     (tmp_path / "LICENSE").write_text("MIT License\n")
     (tmp_path / "README.md").write_text("# kexue\n")
     (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
-    text = metadata(tmp_path)
+    text = metadata(tmp_path, **{"License-File": ""})  # as if setuptools forgot it
     problems = wheel_problems(["kexue/__init__.py", f"{INFO}/METADATA"], text, tmp_path)
     assert "kexue/py.typed: in src/ but not in the wheel" in problems
     assert f"LICENSE is not in the wheel's {INFO}/licenses/" in problems
@@ -128,7 +135,8 @@ def test_a_folder_of_modules_without_init_is_reported(tmp_path: Path) -> None:
 
 
 def test_the_sdist_holds_the_sources_and_not_the_book() -> None:
-    good = ["kexue-0.1.0/" + n for n in ["PKG-INFO", "pyproject.toml", "README.md"]]
+    top = ["PKG-INFO", "pyproject.toml", "README.md", *license_files()]
+    good = ["kexue-0.1.0/" + n for n in top]
     good += [f"kexue-0.1.0/src/{f}" for f in source_files()]
     assert sdist_problems(good) == []
     broken = [n for n in good if not n.endswith("README.md")] + [

@@ -19,6 +19,12 @@ from kexue.generative.fvae import (
     fvae_loss,
     vae_loss,
 )
+from kexue.generative.simvq import (
+    VectorQuantizer,
+    codebook_usage,
+    nearest_code,
+    rotation_trick,
+)
 from kexue.generative.upsample_guidance import (
     ConvDenoiser,
     GaussianFieldDenoiser,
@@ -58,11 +64,13 @@ __all__ = [
     "GaussianFieldDenoiser",
     "MLPCritic",
     "RealNVP",
+    "VectorQuantizer",
     "VonMisesFisher",
     "WassersteinGAN",
     "avg_pool",
     "bernoulli_nll",
     "c_transform",
+    "codebook_usage",
     "cosine_alpha_sigma",
     "ddim_sample",
     "eae_loss",
@@ -77,7 +85,9 @@ __all__ = [
     "log_unit_ball_volume",
     "matched_time",
     "mlp",
+    "nearest_code",
     "pool_rescale",
+    "rotation_trick",
     "upsample",
     "upsample_guided_eps",
     "vae_loss",

@@ -1,7 +1,8 @@
-"""kexue's kernels timed against the implementations people use: ``make bench`` (``python -m benchmarks``).
+"""kexue's kernels timed against the implementations people use: ``make bench``.
 
-``harness`` measures (interleaved timing, paired ratios, peak memory, result files); ``rope``,
-``attention`` and ``hippo`` define what is compared; ``peers`` imports the benchmark-only peer libraries
-of requirements-bench.txt when present. Results go to ``benchmarks/results/<device>.json``, which the
-book's appendix (chapters/appendix/benchmarks.md) plots.
+``registry`` holds one declaration per benchmark (sizes, inputs, candidates, reference,
+check); ``rope``, ``attention``, ``hippo``, ``kernels`` and ``bert`` declare them;
+``harness`` measures (interleaved timing, paired ratios, peak memory) and defines the
+result rows; ``report`` makes the appendix's tables and verdicts from the result files
+``benchmarks/results/<device>.json`` (chapters/appendix/benchmarks.md).
 """

@@ -1,23 +1,23 @@
-"""``python -m benchmarks``: run every suite and write ``benchmarks/results/<device>.json`` (``make bench``).
+"""``python -m benchmarks``: run the registered benchmarks and write
+``benchmarks/results/<device>.json`` (``make bench``).
 
-Options: ``--suites rope,attention,hippo`` (default all), ``--device cpu|cuda`` (default: CUDA when
-present), ``--quick`` (tiny sizes, for a smoke test; written under ``_build/bench-quick/`` unless ``--out`` says
-otherwise, never over a committed results file), ``--short`` (the real sizes trimmed to fit about two
-minutes on a GPU: what ``make gpu-check`` runs on a borrowed GPU), ``--compile`` (also time the torch.compile'd RoPE
-rotation on the CPU; always on with CUDA. On the CPU it perturbs the timings of the eager candidates run
-after it, because inductor's kernels bring a second OpenMP thread pool), ``--threads N`` (torch's CPU
-threads; on a machine shared with other work, 1 avoids timing the operating system's scheduler: a
-parallel region waits for every thread, and a thread that lost its core waits a whole time slice),
-``--out PATH``, ``--merge`` (keep the rows of the suites not run now from the existing file of the same
-device, e.g. to run the suites one by one where a single command has a time limit; the file records
-which suites came from which run).
+Options: ``--suites a,b`` (benchmark names, or prefixes of them: ``hippo`` runs
+``hippo_matvec`` and ``hippo_online``; default all), ``--device cpu|cuda`` (default:
+CUDA when present), ``--quick`` (tiny sizes, a smoke test, written under
+``_build/bench-quick/`` unless ``--out`` says otherwise), ``--short`` (the GPU check's
+sizes, about two minutes on a GPU), ``--compile`` (also the torch.compile'd RoPE
+rotation on the CPU; always on with CUDA), ``--threads N`` (torch's CPU threads; 1 on a
+shared machine avoids timing the scheduler), ``--out PATH``, ``--merge`` (keep the rows
+of the benchmarks not run now from the existing file of the same device).
 
-Exits with status 1 if a candidate failed its correctness check (the file is written anyway).
+Exits with status 1 if a candidate failed its correctness check (the file is written).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.metadata
 import json
 import sys
 import time
@@ -25,159 +25,138 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import attention, hippo, peers, rope
-from benchmarks.harness import (
-    RESULTS_DIR,
-    Settings,
-    load_average,
-    new_results,
-    write_results,
-)
+from benchmarks import rope
+from benchmarks.harness import RESULTS_DIR, Results, Row, Settings, load_average
+from benchmarks.registry import REGISTRY, run
 
-SUITES = ("rope", "attention", "hippo")
-#: The row suites (``row["suite"]``) that each suite of the command line writes.
-ROW_SUITES = {
-    "rope": ("rope",),
-    "attention": ("attention", "attention_causal", "approx_sweep"),
-    "hippo": ("hippo_matvec", "hippo_online"),
+MODULES = ("rope", "attention", "hippo", "kernels", "vq", "bert")  # registered in order
+for module in MODULES:
+    importlib.import_module(f"benchmarks.{module}")
+QUICK_DIR = Path("_build") / "bench-quick"
+PEERS = (
+    "rotary-embedding-torch",
+    "performer-pytorch",
+    "nystrom-attention",
+    "transformers",
+    "POT",
+    "entropy-estimators",
+    "infomap",
+    "vector-quantize-pytorch",
+)
+SETTINGS = {
+    "quick": Settings(
+        rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1
+    ),
+    "short": Settings(
+        rounds=7, min_rounds=5, block_seconds=0.005, group_seconds=1.0, warmup=2
+    ),
+    "cuda": Settings(
+        rounds=15, min_rounds=5, block_seconds=0.01, group_seconds=6.0, warmup=3
+    ),
+    "cpu": Settings(
+        rounds=7, min_rounds=5, block_seconds=0.02, group_seconds=6.0, warmup=2
+    ),
 }
 
 
-QUICK_DIR = Path("_build") / "bench-quick"
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for dist in PEERS:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
-def settings_for(device: torch.device, quick: bool, short: bool = False) -> Settings:
-    if short:
-        return Settings(
-            rounds=7, min_rounds=5, block_seconds=0.005, group_seconds=2.0, warmup=2
-        )
-    if quick:
-        return Settings(
-            rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1
-        )
-    if device.type == "cuda":
-        return Settings(
-            rounds=15, min_rounds=5, block_seconds=0.01, group_seconds=6.0, warmup=3
-        )
-    return Settings(
-        rounds=7, min_rounds=5, block_seconds=0.02, group_seconds=10.0, warmup=2
-    )
+def select(spec: str) -> list[str]:
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    names = [n for n in REGISTRY if any(n.startswith(w) for w in wanted)]
+    unknown = [w for w in wanted if not any(n.startswith(w) for n in REGISTRY)]
+    if unknown:
+        raise SystemExit(f"unknown suites {unknown}; choose from {list(REGISTRY)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--suites", default=",".join(SUITES))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--suites", default="")
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu"
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--short", action="store_true")
-    parser.add_argument("--compile", action="store_true")
+    for flag in ("--quick", "--short", "--compile", "--merge"):
+        parser.add_argument(flag, action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--merge", action="store_true")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
         torch.set_num_threads(args.threads)
-    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
-    unknown = sorted(set(suites) - set(SUITES))
-    if unknown:
-        parser.error(f"unknown suites {unknown}; choose from {SUITES}")
     if args.quick and args.short:
         parser.error("--quick and --short exclude each other")
+    names = select(args.suites) if args.suites else list(REGISTRY)
     device = torch.device(args.device)
-    settings = settings_for(device, args.quick, args.short)
     size = "quick" if args.quick else "short" if args.short else "full"
-    results = new_results(device, settings, peers.versions())
-    results["settings"]["quick"] = args.quick
-    results["settings"]["short"] = args.short
-    results["settings"]["suites"] = suites
-    results["settings"]["argv"] = list(sys.argv[1:] if argv is None else argv)
-    info = results["device"]
-    print(
-        f"kexue benchmarks on {info['name']} ({info['type']}, {info['threads']} threads)"
+    settings = SETTINGS.get(size, SETTINGS["cuda" if device.type == "cuda" else "cpu"])
+    rope.COMPILE["cpu"] = args.compile
+    results = Results.new(device, settings, versions())
+    results.settings.update(
+        size=size, suites=names, argv=sys.argv[1:] if argv is None else argv
     )
-    print(f"torch {torch.__version__}, peers {results['peers']}")
+    print(
+        f"kexue benchmarks on {results.device['name']} ({device.type}, "
+        f"{results.device['threads']} threads), torch {torch.__version__}"
+    )
     start = time.perf_counter()
-    for suite in suites:
-        print(f"\n##### {suite}")
-        if suite == "rope":
-            compile_rotation = device.type == "cuda" or args.compile
-            results["rows"] += rope.run(
-                device, settings, size=size, compile_rotation=compile_rotation
-            )
-        elif suite == "attention":
-            results["rows"] += attention.run(device, settings, size=size)
-        else:
-            results["rows"] += hippo.run(device, settings, size=size)
-    for dist, version in results["peers"].items():
-        if version is None:
-            results["skipped"].append(
-                {"what": dist, "reason": "not installed: its rows were skipped"}
-            )
-    results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    results["load_average"]["end"] = load_average()
+    for name in names:
+        print(f"\n##### {name}")
+        results.rows += run(REGISTRY[name], device, settings, size)
+    results.skipped = [
+        {"what": d, "reason": "not installed: its rows were skipped"}
+        for d, v in results.peers.items()
+        if v is None
+    ]
+    results.wall_seconds = round(time.perf_counter() - start, 1)
+    results.load_average["end"] = load_average()
+    out = args.out or (
+        QUICK_DIR / f"{results.device['slug']}.json" if args.quick else None
+    )
     if args.merge:
-        merge_previous(
-            results,
-            args.out or RESULTS_DIR / f"{results['device']['slug']}.json",
-            suites,
-        )
-    out = args.out
-    if out is None and args.quick:
-        out = QUICK_DIR / f"{results['device']['slug']}.json"
-    path = write_results(results, out)
-    failed = [r for r in results["rows"] if r["status"] == "failed check"]
-    print(f"\nwrote {path} ({len(results['rows'])} rows, {results['wall_seconds']} s)")
-    for item in results["skipped"]:
-        print(f"skipped: {item['what']}: {item['reason']}")
-    for row in failed:
+        merge_previous(results, out or RESULTS_DIR / f"{results.device['slug']}.json")
+    path = results.write(out)
+    print(f"\nwrote {path} ({len(results.rows)} rows, {results.wall_seconds} s)")
+    failed = [r for r in results.rows if r.status == "failed check"]
+    for r in failed:
         print(
-            f"FAILED CHECK: {row['suite']} {row['group']} {row['candidate']}: {row['check']}",
+            f"FAILED CHECK: {r.suite} {r.group} {r.candidate}: {r.check}",
             file=sys.stderr,
         )
     return 1 if failed else 0
 
 
-def merge_previous(results: dict, path: Path, suites: list[str]) -> None:
-    """Prepend the rows of the suites not run now from the results file at ``path`` (same device only),
-    and record in ``settings["runs"]`` the date and torch version each kept suite was measured with."""
+def merge_previous(results: Results, path: Path) -> None:
+    """Prepend the rows of the benchmarks not run now from the file at ``path`` (same
+    device only); ``settings["runs"]`` records when each kept benchmark was measured."""
     if not path.is_file():
         return
-    previous = json.loads(path.read_text())
-    if previous.get("device", {}).get("slug") != results["device"]["slug"]:
+    previous = Results.from_dict(json.loads(path.read_text()))
+    if previous.device["slug"] != results.device["slug"]:
         raise SystemExit(f"--merge: {path} holds results of another device")
-    fresh = {row_suite for suite in suites for row_suite in ROW_SUITES[suite]}
-    kept = [row for row in previous.get("rows", []) if row["suite"] not in fresh]
-    kept_suites = [
-        s
-        for s, row_suites in ROW_SUITES.items()
-        if any(r["suite"] in row_suites for r in kept)
+    fresh = set(results.settings["suites"])
+    kept: list[Row] = [r for r in previous.rows if r.suite not in fresh]
+    old_runs = previous.settings.get("runs") or [
+        {"date": previous.date, "suites": previous.settings.get("suites", [])}
     ]
-    old_runs = previous.get("settings", {}).get("runs") or [
-        {
-            "date": previous.get("date"),
-            "suites": SUITES,
-            "torch": previous.get("torch_version"),
-        }
-    ]
+    kept_suites = {r.suite for r in kept}
     runs = [
-        {**run, "suites": [s for s in run["suites"] if s in kept_suites]}
-        for run in old_runs
+        {**r, "suites": [s for s in r["suites"] if s in kept_suites]} for r in old_runs
     ]
-    runs = [run for run in runs if run["suites"]]
-    results["rows"] = kept + results["rows"]
-    results["settings"]["runs"] = [
-        *runs,
-        {"date": results["date"], "suites": suites, "torch": results["torch_version"]},
+    results.rows = kept + results.rows
+    results.settings["runs"] = [r for r in runs if r["suites"]] + [
+        {"date": results.date, "suites": sorted(fresh)}
     ]
-    results["settings"]["suites"] = [
-        s for s in SUITES if s in set(suites) | set(kept_suites)
-    ]
+    results.settings["suites"] = sorted(fresh | kept_suites)
 
 
 if __name__ == "__main__":

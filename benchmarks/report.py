@@ -25,6 +25,21 @@ APPROX_PAIRS = (
     ("performer", "Performer", "kexue performer_attention", "performer-pytorch"),
     ("nystrom", "Nyström", "kexue nystrom_attention", "nystrom-attention"),
 )
+FLOORS = ("x * 2 (floor)", "copy_ into preallocated (floor)")  # benchmarks.registry
+#: The benchmarks of the chapters' kernels against their peers, with a title each.
+KERNELS = {
+    "masked_softmax": "masked softmax",
+    "relu2": "relu² attention",
+    "gau": "gated attention unit",
+    "globalpointer": "GlobalPointer span scores",
+    "exact_w1": "exact W₁",
+    "knn_entropy": "k-NN entropy",
+    "map_equation": "map equation",
+    "find_modules": "InfoMap search",
+    "nearest_code": "nearest code",
+    "vq": "vector quantiser",
+    "bert": "BERT encoder",
+}
 GPU_TARGETS = (
     "`apply_rope` no slower than rotary-embedding-torch (GPU)",
     "RoPE above 70% of the card's peak memory bandwidth",
@@ -763,7 +778,12 @@ def targets(runs: list[Run]) -> list[Target]:
     out = [
         t
         for run in runs
-        for t in (*rope_targets(run), *linear_targets(run), *approx_targets(run))
+        for t in (
+            *rope_targets(run),
+            *linear_targets(run),
+            *approx_targets(run),
+            *versus_targets(run),
+        )
     ]
     if not any(run["device"]["type"] == "cuda" for run in runs):
         why = "needs `make bench` on a CUDA machine"
@@ -809,6 +829,167 @@ def tally(judged: list[Target]) -> str:
     )
 
 
+# --- kexue against its peers, the floor, throughput -----------------------------------
+
+
+def versus(run: Run, suites=None) -> list[tuple[Row, Row, np.ndarray]]:
+    """(kexue row, peer row, paired ratio quartiles) of every row that names the peer
+    it is judged against (``against``) in the same group, both timed."""
+    out = []
+    for suite in suites or sorted({r["suite"] for r in run["rows"]}):
+        for cands in by_group(run, suite).values():
+            for r in cands.values():
+                if r.get("against") in cands:
+                    out.append((r, cands[r["against"]], paired(r, cands[r["against"]])))
+    return out
+
+
+def versus_table(runs: list[Run], suites=None) -> Table:
+    """kexue against its peer, group by group: time, ratio with its interval, verdict
+    and peak memory of each."""
+    header = [
+        "Machine",
+        "Benchmark",
+        "Input",
+        "kexue",
+        "peer",
+        "kexue time",
+        "kexue / peer [quartiles]",
+        "verdict",
+        "memory, kexue / peer",
+    ]
+    body = []
+    for run in runs:
+        for ours, peer, q in versus(run, suites):
+            mem = f"{_mib(ours)} / {_mib(peer)}"
+            body.append(
+                [
+                    run["device"]["name"],
+                    ours["suite"],
+                    ours["group"],
+                    ours["candidate"],
+                    peer["candidate"],
+                    f"{1e3 * ours['time_s']['median']:.3g} ms",
+                    fmt_ratio(q),
+                    interval_verdict(q),
+                    mem,
+                ]
+            )
+    return header, body
+
+
+def _mib(row: Row) -> str:
+    mem = row.get("peak_memory_bytes")
+    return "–" if mem is None else f"{mem / 2**20:.3g} MiB"
+
+
+def slower(runs: list[Run]) -> list[str]:
+    """Every comparison where kexue is slower than its peer (whole interval above 1)."""
+    return [
+        f"{label(run)}: {a['suite']}, {a['group']}: {a['candidate']} / "
+        f"{b['candidate']} = {fmt_ratio(q)}"
+        for run in runs
+        for a, b, q in versus(run)
+        if interval_verdict(q) == "slower"
+    ]
+
+
+def versus_targets(run: Run) -> list[Target]:
+    """ "No slower than its peer" for every kexue candidate of the chapters' kernels."""
+    found: dict[tuple[str, str, str], list] = {}
+    for a, b, q in versus(run, list(KERNELS)):
+        found.setdefault((a["suite"], a["candidate"], b["candidate"]), []).append(q)
+    out = []
+    for (suite, ours, peer), qs in found.items():
+        slow = [q for q in qs if interval_verdict(q) == "slower"]
+        out.append(
+            Target(
+                f"{KERNELS[suite]}: `{ours}` no slower than {peer}",
+                run["device"]["name"],
+                "kexue / peer by size: " + "; ".join(fmt_ratio(q) for q in qs),
+                not slow,
+                ""
+                if not slow
+                else f"slower at {len(slow)} of {len(qs)} sizes: see below",
+            )
+        )
+    return out
+
+
+def floor_table(
+    runs: list[Run], suites=("rope", "masked_softmax", "hippo_matvec")
+) -> Table:
+    """Each memory-bound kernel's time over the floor's, paired round by round: an
+    elementwise op over the same bytes (allocation included) and a copy into a
+    preallocated tensor; on a GPU also the fraction of the card's peak bandwidth."""
+    header = [
+        "Machine",
+        "Benchmark",
+        "Input",
+        "Candidate",
+        "time",
+        "/ x * 2",
+        "/ copy_",
+        "bandwidth",
+    ]
+    body = []
+    for run in runs:
+        for suite in suites:
+            for group, cands in by_group(run, suite).items():
+                if not all(f in cands for f in FLOORS):
+                    continue
+                for name, r in cands.items():
+                    if name in FLOORS:
+                        continue
+                    ratios = [fmt_ratio(paired(r, cands[f])) for f in FLOORS]
+                    bw = r.get("bandwidth") or {}
+                    frac = bw.get("fraction_of_peak")
+                    shown = "–" if not frac else f"{100 * frac:.0f}% of peak"
+                    body.append(
+                        [
+                            run["device"]["name"],
+                            suite,
+                            group,
+                            name,
+                            f"{1e3 * r['time_s']['median']:.3g} ms",
+                            *ratios,
+                            shown,
+                        ]
+                    )
+    return header, body
+
+
+def floor_rates(run: Run, suite: str = "rope") -> Table:
+    """GB/s of the floor's two rows by input (bytes read plus written over the time)."""
+    header = ["Input", "MB", "x * 2 (GB/s)", "copy_ (GB/s)"]
+    body = []
+    for group, cands in by_group(run, suite).items():
+        if all(f in cands for f in FLOORS):
+            mb = cands[FLOORS[0]]["params"]["MB"]
+            rates = [
+                f"{2 * mb / 1e3 / cands[f]['time_s']['median']:.1f}" for f in FLOORS
+            ]
+            body.append([group, f"{mb:.0f}", *rates])
+    return header, body
+
+
+def throughput_table(runs: list[Run], suite: str = "bert") -> Table:
+    """Real tokens per second and peak memory of each BERT candidate."""
+    header = ["Machine", "Input", "Candidate", "tokens/s", "peak memory"]
+    body = [
+        [
+            run["device"]["name"],
+            r["group"],
+            r["candidate"],
+            f"{r['params']['tokens'] / r['time_s']['median']:,.0f}",
+            _mib(r),
+        ]
+        for run in runs
+        for r in rows(run, suite)
+    ]
+    return header, body
+
+
 # --- figures (matplotlib is imported only here) -----------------------------------------------------
 
 
@@ -844,7 +1025,8 @@ def tidy(ax, xticks=None) -> None:
 def draw_rope(ax, run: Run) -> None:
     """Bars of time / rotary-embedding-torch per candidate and input size, with quartile whiskers."""
     groups = by_group(run, "rope")
-    names = [c for c in next(iter(groups.values())) if c != "rotary-embedding-torch"]
+    first = next(iter(groups.values()))
+    names = [c for c in first if c != "rotary-embedding-torch" and c not in FLOORS]
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         x = np.arange(len(groups)) + (j - (len(names) - 1) / 2) * width

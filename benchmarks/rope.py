@@ -1,239 +1,188 @@
-"""RoPE: ``kexue.positions.rope`` against rotary-embedding-torch and the Llama-style rotate-half form.
+"""RoPE: ``kexue.positions.rope`` against rotary-embedding-torch and Llama's rotate-half.
 
-All candidates rotate the same ``x`` of shape ``(batch, heads, seq, head_dim)`` at positions ``0 .. seq-1``
-and are checked, before timing, against a float64 rotation (the half-layout candidates against the
-float64 rotation in their own pairing): the ratios compare equal work.
-
-* ``rotary-embedding-torch`` (the reference): ``RotaryEmbedding(dim).rotate_queries_or_keys(x)``, its
-  usual call; it caches the angle table and takes cos and sin on every call. Its cache is filled once with
-  float32 positions: it builds positions in the dtype of ``x``, so a first call in bfloat16 would round the
-  positions above 256 (its check records what that costs).
-* ``kexue apply_rope``: the function, tables computed on every call (float64 angles, reduced).
-* ``kexue RotaryEmbedding``: the module, tables cached.
-* ``kexue apply_rope, half layout`` and ``rotate-half eager``: Llama's pairing; the eager form is
-  ``x * cos + rotate_half(x) * sin`` with cos and sin cached at full width, as in Hugging Face's Llama.
-* ``kexue rotation, torch.compile``: kexue's cached cos/sin tables (``rope_cos_sin``) and the interleaved
-  rotation written in real arithmetic, fused by ``torch.compile`` into one kernel. Run on CUDA (the
-  issue's bandwidth target) and on the CPU only with ``--compile``. It is a benchmark candidate, not a
-  code path of ``kexue``: ``apply_rope`` stays the eager reference.
-
-On CUDA each row also states the achieved memory bandwidth, ``2 * x.nbytes / time`` (read ``x``, write the
-output; the tables are a ``seq x head_dim`` sliver), as a fraction of the card's peak.
+Every candidate rotates the same ``x`` ``(batch, heads, seq, head_dim)`` at positions
+``0 .. seq-1`` and is checked against a float64 rotation in its own pairing
+(interleaved or half). rotary-embedding-torch (the reference) is called as
+``RotaryEmbedding(dim).rotate_queries_or_keys(x)``, its angle cache primed once in
+float32 (it builds positions in the dtype of ``x``). ``rotate-half eager`` is Hugging
+Face Llama's ``x * cos + rotate_half(x) * sin`` with cos and sin cached at full width.
+On CUDA (and on the CPU with ``--compile``) kexue's cached tables and the interleaved
+rotation in real arithmetic are also fused by ``torch.compile``. The floor rows time
+``x * 2`` and a ``copy_`` over the same bytes; ``bytes_moved`` is ``2 * x.nbytes``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from benchmarks.harness import Candidate, Settings, compare, measure_group
+from benchmarks.registry import Benchmark, Candidate, Inputs, register
 from kexue.positions.rope import RotaryEmbedding, apply_rope, rope_cos_sin
 
-CPU_SHAPES = [  # from 0.5 MB to 64 MB of float32, about doubling
-    ((1, 8, 256, 64), torch.float32),
-    ((1, 8, 512, 64), torch.float32),
-    ((1, 8, 1024, 64), torch.float32),
-    ((2, 8, 1024, 64), torch.float32),
-    ((2, 16, 1024, 64), torch.float32),
-    ((2, 16, 2048, 64), torch.float32),
-    ((4, 16, 2048, 64), torch.float32),
-    ((4, 32, 2048, 64), torch.float32),
-]
-GPU_SHAPES = [
-    (shape, dtype)
-    for shape in ((1, 32, 2048, 128), (4, 32, 4096, 128), (8, 32, 4096, 128))
-    for dtype in (torch.bfloat16, torch.float32)
-]
-QUICK_SHAPES = [((1, 2, 64, 16), torch.float32)]
+COMPILE = {"cpu": False}  # set by the command line's --compile (always on CUDA)
 
 
 def exact_rotation(x: torch.Tensor, layout: str, base: float = 10000.0) -> torch.Tensor:
-    """The rotation in float64 from first principles (no kexue code): the check's reference."""
+    """The rotation in float64 from first principles (no kexue code)."""
     seq, dim = x.shape[-2], x.shape[-1]
-    theta = base ** (
-        -torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim
-    )
-    angles = torch.arange(seq, dtype=torch.float64, device=x.device)[:, None] * theta
+    f64 = {"dtype": torch.float64, "device": x.device}
+    theta = base ** (-torch.arange(0, dim, 2, **f64) / dim)
+    angles = torch.arange(seq, **f64)[:, None] * theta
     cos, sin = angles.cos(), angles.sin()
     x = x.double()
     if layout == "interleaved":
         x0, x1 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(
-            -2
-        )
-    half = dim // 2
-    x0, x1 = x[..., :half], x[..., half:]
+        return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), -1).flatten(-2)
+    x0, x1 = x[..., : dim // 2], x[..., dim // 2 :]
     return torch.cat((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
 
 
-def rotate_half_eager(
-    x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor
-) -> torch.Tensor:
+def rotate_half_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
     """Hugging Face Llama's form: ``cat(-x2, x1)`` and full-width cos/sin."""
     x1, x2 = x.chunk(2, dim=-1)
-    return (x * cos_full + torch.cat((-x2, x1), dim=-1) * sin_full).to(x.dtype)
+    return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
 
 
-def rotate_interleaved_real(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> torch.Tensor:
-    """Interleaved RoPE in real arithmetic (``cos``/``sin``: ``(seq, dim/2)``), computed in ``cos.dtype``;
-    the form handed to ``torch.compile`` (inductor does not fuse complex arithmetic)."""
+def rotate_interleaved_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Interleaved RoPE in real arithmetic (``cos``/``sin``: ``(seq, dim/2)``), in
+    ``cos.dtype``: the form handed to ``torch.compile``."""
     pairs = x.to(cos.dtype).unflatten(-1, (-1, 2))
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    return (
-        torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
-        .flatten(-2)
-        .to(x.dtype)
-    )
+    out = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
+    return out.flatten(-2).to(x.dtype)
 
 
 def tolerance(dtype: torch.dtype, seq: int) -> float:
-    """Largest error relative to max |x| accepted by the check: float32 angle products ``m * theta`` (as
-    rotary-embedding-torch forms them, with theta itself rounded) are off by up to a few ``seq * 2^-24``
-    rad; bfloat16 output rounding is ``2^-9`` relative. The check asks for the same rotation, not for the
-    best precision (the RoPE chapter measures that)."""
+    """Error relative to max |x| accepted: float32 angle products ``m * theta`` are off
+    by a few ``seq * 2^-24`` rad; bfloat16 output rounding is ``2^-9`` relative."""
     if dtype == torch.float64:
         return 1e-10
     base = 8 * seq * 2.0**-24 + 1e-6
     return base if dtype == torch.float32 else base + 2.0**-8
 
 
-def run(
-    device: torch.device, settings: Settings, *, size: str, compile_rotation: bool
-) -> list[dict[str, Any]]:
-    """``size``: "quick" (a smoke test), "short" (the first and last shape) or "full"."""
-    shapes = GPU_SHAPES if device.type == "cuda" else CPU_SHAPES
-    if size == "quick":
-        shapes = QUICK_SHAPES
-    elif size == "short":
-        per_dtype = len({dtype for _, dtype in shapes})
-        shapes = shapes[:per_dtype] + shapes[-per_dtype:]
-    rows: list[dict[str, Any]] = []
-    for shape, dtype in shapes:
-        rows += _group(shape, dtype, device, settings, compile_rotation)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return rows
-
-
-def _group(
-    shape: tuple[int, ...],
-    dtype: torch.dtype,
-    device: torch.device,
-    settings: Settings,
-    compile_rotation: bool,
-) -> list[dict[str, Any]]:
-    from benchmarks.peers import rotary_embedding_torch
-
-    ret = rotary_embedding_torch()
-    torch.manual_seed(0)
-    x = torch.randn(shape, device=device, dtype=dtype)
-    seq, dim = shape[-2], shape[-1]
-    tol = tolerance(dtype, seq)
-    exact = {layout: exact_rotation(x, layout) for layout in ("interleaved", "half")}
+def inputs(size: dict, device: torch.device) -> Inputs:
+    dtype = getattr(torch, size["dtype"])
+    x = torch.randn(
+        size["shape"],
+        device=device,
+        dtype=dtype,
+        generator=torch.Generator(device).manual_seed(0),
+    )
+    seq, dim = x.shape[-2:]
     compute = torch.promote_types(dtype, torch.float32)
     cos, sin = rope_cos_sin(torch.arange(seq, device=device), dim, dtype=compute)
-    cos_full, sin_full = torch.cat((cos, cos), -1), torch.cat((sin, sin), -1)
-    module = RotaryEmbedding(dim)
-    bytes_moved = 2 * x.numel() * x.element_size()
-
-    def cand(name: str, fn, layout: str, note: str = "") -> Candidate:
-        check = compare(
-            fn(), exact[layout], tol=tol, against=f"float64 rotation ({layout} pairs)"
-        )
-        return Candidate(name, fn, note=note, bytes_moved=bytes_moved, check=check)
-
-    candidates: list[Candidate] = []
-    skipped: list[tuple[str, str]] = []
-    reference = "rotary-embedding-torch"
-    if ret is not None:
-        peer = ret.RotaryEmbedding(dim).to(device)
-        note = "rotate_queries_or_keys; angle table cached (primed in float32), cos/sin per call"
-        if dtype != torch.float32:
-            fresh = peer.rotate_queries_or_keys(
-                x
-            )  # a first call in x's dtype: positions in that dtype
-            wrong = compare(
-                fresh, exact["interleaved"], tol=tol, against="float64 rotation"
-            )
-            note += (
-                f"; without priming, positions are built in {str(dtype).removeprefix('torch.')} and the "
-                f"output is off by {wrong['value']:.3g} x max|x|"
-            )
-            peer = ret.RotaryEmbedding(dim).to(device)
-        peer.rotate_queries_or_keys(
-            x.float()
-        )  # fills its angle cache with float32 positions
-        candidates.append(
-            cand(reference, lambda: peer.rotate_queries_or_keys(x), "interleaved", note)
-        )
-    else:
-        reference = "kexue apply_rope"
-        skipped.append(
-            (
-                "rotary-embedding-torch",
-                "not installed (make bench installs requirements-bench.txt)",
-            )
-        )
-    candidates += [
-        cand(
-            "kexue apply_rope",
-            lambda: apply_rope(x),
-            "interleaved",
-            "tables computed on every call",
-        ),
-        cand(
-            "kexue RotaryEmbedding", lambda: module(x), "interleaved", "tables cached"
-        ),
-        cand(
-            "kexue apply_rope, half layout",
-            lambda: apply_rope(x, layout="half"),
-            "half",
-            "tables per call",
-        ),
-        cand(
-            "rotate-half eager",
-            lambda: rotate_half_eager(x, cos_full, sin_full),
-            "half",
-            "Llama form, cos/sin cached at full width",
-        ),
-    ]
-    if compile_rotation:
-        compiled = torch.compile(rotate_interleaved_real, dynamic=False, fullgraph=True)
-        try:
-            candidates.append(
-                cand(
-                    "kexue rotation, torch.compile",
-                    lambda: compiled(x, cos, sin),
-                    "interleaved",
-                    "kexue's cached tables, real-arithmetic rotation fused by torch.compile",
-                )
-            )
-        except (
-            Exception
-        ) as err:  # a compiler failure is a result, not a crash of the whole run
-            skipped.append(
-                (
-                    "kexue rotation, torch.compile",
-                    f"torch.compile failed: {type(err).__name__}: {err}",
-                )
-            )
-    mb = x.numel() * x.element_size() / 1e6
-    params = {
-        "shape": list(shape),
-        "dtype": str(dtype).removeprefix("torch."),
-        "MB": mb,
-    }
-    group = f"{tuple(shape)} {params['dtype']}, {mb:.0f} MB"
-    return measure_group(
-        "rope",
-        group,
-        params,
-        candidates,
-        reference,
-        device=device,
-        settings=settings,
-        skipped=skipped,
+    exact = {layout: exact_rotation(x, layout) for layout in ("interleaved", "half")}
+    full = (torch.cat((cos, cos), -1), torch.cat((sin, sin), -1))
+    return Inputs(
+        x=x,
+        cos=cos,
+        sin=sin,
+        full=full,
+        exact=exact,
+        module=RotaryEmbedding(dim),
+        tol=tolerance(dtype, seq),
     )
+
+
+def check(layout: str):
+    def run(i: Inputs, out: torch.Tensor) -> dict:
+        from benchmarks.harness import compare
+
+        return compare(out, i.exact[layout], tol=i.tol, against=f"float64 ({layout})")
+
+    return run
+
+
+def peer(i: Inputs):
+    import rotary_embedding_torch as ret
+
+    layer = ret.RotaryEmbedding(i.x.shape[-1]).to(i.x.device)
+    layer.rotate_queries_or_keys(i.x.float())  # primes its cache in float32
+    return lambda: layer.rotate_queries_or_keys(i.x)
+
+
+def compiled(i: Inputs):
+    if i.x.device.type != "cuda" and not COMPILE["cpu"]:
+        raise RuntimeError("torch.compile runs on CUDA, or on the CPU with --compile")
+    fn = torch.compile(rotate_interleaved_real, dynamic=False, fullgraph=True)
+    return lambda: fn(i.x, i.cos, i.sin)
+
+
+def _cpu_only(i: Inputs) -> str | None:
+    on = i.x.device.type == "cuda" or COMPILE["cpu"]
+    return None if on else "CUDA only (on the CPU: --compile)"
+
+
+F32, BF16 = "float32", "bfloat16"
+CPU = [
+    (1, 8, 256, 64),
+    (1, 8, 1024, 64),
+    (2, 16, 1024, 64),
+    (2, 16, 2048, 64),
+    (4, 32, 2048, 64),
+]
+GPU = [(1, 32, 2048, 128), (4, 32, 4096, 128), (8, 32, 4096, 128)]
+register(
+    Benchmark(
+        name="rope",
+        sizes={
+            "quick": [{"shape": (1, 2, 64, 16), "dtype": F32}],
+            "cpu": [{"shape": s, "dtype": F32} for s in CPU],
+            "cuda": [{"shape": s, "dtype": d} for s in GPU for d in (BF16, F32)],
+            "short": [
+                {"shape": GPU[-1], "dtype": BF16},
+                {"shape": GPU[-1], "dtype": F32},
+            ],
+        },
+        inputs=inputs,
+        group=lambda s: f"{tuple(s['shape'])} {s['dtype']}",
+        params=lambda i: {"MB": i.x.numel() * i.x.element_size() / 1e6},
+        candidates=[
+            Candidate(
+                "rotary-embedding-torch",
+                make=peer,
+                check=check("interleaved"),
+                peer="rotary_embedding_torch",
+                note="rotate_queries_or_keys; angle table cached",
+            ),
+            Candidate(
+                "kexue apply_rope",
+                lambda i: apply_rope(i.x),
+                check=check("interleaved"),
+                note="tables computed on every call",
+            ),
+            Candidate(
+                "kexue RotaryEmbedding",
+                lambda i: i.module(i.x),
+                check=check("interleaved"),
+                note="tables cached",
+            ),
+            Candidate(
+                "kexue apply_rope, half layout",
+                lambda i: apply_rope(i.x, layout="half"),
+                check=check("half"),
+            ),
+            Candidate(
+                "rotate-half eager",
+                lambda i: rotate_half_eager(i.x, *i.full),
+                check=check("half"),
+                note="Llama form, cos/sin cached",
+            ),
+            Candidate(
+                "kexue rotation, torch.compile",
+                make=compiled,
+                skip=_cpu_only,
+                check=check("interleaved"),
+                note="kexue's tables, fused",
+            ),
+        ],
+        reference=("rotary-embedding-torch", "kexue apply_rope"),
+        versus={
+            "kexue apply_rope": "rotary-embedding-torch",
+            "kexue RotaryEmbedding": "rotary-embedding-torch",
+            "kexue apply_rope, half layout": "rotate-half eager",
+        },
+        floor=True,
+        bytes_moved=lambda i: 2 * i.x.numel() * i.x.element_size(),
+    )
+)

@@ -2,9 +2,11 @@
 # The GPU check, for a session that borrows a CUDA machine for a few minutes (book/running.md).
 #
 #   (a) the unit tests and the hostile-input suite, on CUDA as well as the CPU;
-#   (b) the benchmarks at their short sizes on CUDA (float32 and bfloat16, SDPA's flash kernel as the
-#       attention reference, achieved bandwidth against the card's peak for RoPE), written to
-#       benchmarks/results/<gpu>.json.
+#   (b) every registered benchmark at its short sizes on CUDA (`--short`: the first and last CUDA
+#       size of each, SDPA's flash kernel as the attention reference, achieved bandwidth against the
+#       card's peak for the memory-bound kernels), written to benchmarks/results/<gpu>.json. Peers
+#       and data that are not on that machine (transformers and the MiniLM weights, POT, infomap,
+#       entropy-estimators unless .whl/ brings them) leave their rows skipped, with the reason.
 #
 # That machine has python3 with torch, pytest, pytest-xdist, hypothesis, sympy, scipy and matplotlib,
 # no network and no make set-up: this script creates no virtual environment and installs nothing

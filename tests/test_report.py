@@ -198,7 +198,8 @@ def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
     )  # kexue's causal Performer 100x slower: only that flips
     _scale_times(run, "kexue performer_attention, causal", 100.0)
     judged = {t.target: t.verdict for t in report.approx_targets(run)}
-    assert judged[causal.target] == "missed" and judged[plain] == "met"
+    before = {t.target: t.verdict for t in report.approx_targets(runs[0])}
+    assert judged[causal.target] == "missed" and judged[plain] == before[plain]
 
 
 def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
@@ -273,3 +274,71 @@ def test_hippo_line_needs_the_whole_interval_below_one(runs) -> None:
         if r["candidate"] == "kexue legs_matvec":
             r["ratio_to_reference"]["q75"] = 0.95
     assert "faster from" in report.hippo_line(run)
+
+
+# ---------------------------------------------------------------- kexue against its peers
+def _toy_run() -> dict:
+    """Two groups of a kernel against its peer: slower in one, faster in the other."""
+
+    def row(group: str, name: str, times: list[float], against=None) -> dict:
+        return {
+            "suite": "masked_softmax",
+            "group": group,
+            "params": {"MB": 1.0},
+            "candidate": name,
+            "status": "ok",
+            "against": against,
+            "time_s": {"median": float(np.median(times)), "per_round": times},
+            "peak_memory_bytes": 2**20,
+        }
+
+    rows = [
+        row("small", "torch.masked.softmax", [1.0, 1.0, 1.0]),
+        row("small", "kexue masked_softmax", [1.5, 1.6, 1.4], "torch.masked.softmax"),
+        row("large", "torch.masked.softmax", [2.0, 2.0, 2.0]),
+        row("large", "kexue masked_softmax", [1.0, 1.2, 0.8], "torch.masked.softmax"),
+        *[
+            row(g, f, [0.5, 0.5, 0.5])
+            for g in ("small", "large")
+            for f in report.FLOORS
+        ],
+    ]
+    return {"device": {"name": "toy", "type": "cpu", "threads": 1}, "rows": rows}
+
+
+def test_versus_pairs_each_kexue_row_with_its_peer() -> None:
+    run = _toy_run()
+    pairs = report.versus(run)
+    assert [(a["group"], b["candidate"]) for a, b, _ in pairs] == [
+        ("small", "torch.masked.softmax"),
+        ("large", "torch.masked.softmax"),
+    ]
+    header, body = report.versus_table([run])
+    assert [row[header.index("verdict")] for row in body] == ["slower", "faster"]
+    (line,) = report.slower([run])
+    assert "small" in line and "1.50" in line
+    (target,) = report.versus_targets(run)
+    assert target.verdict == "missed" and "1 of 2" in target.why
+
+
+def test_floor_table_and_rates() -> None:
+    run = _toy_run()
+    header, body = report.floor_table([run])
+    assert (
+        len(body) == 4
+    )  # two candidates in two groups, the floors themselves left out
+    kexue_small = next(r for r in body if r[2] == "small" and r[3].startswith("kexue"))
+    assert kexue_small[header.index("/ x * 2")].startswith("3.00")
+    rates = report.floor_rates(run, "masked_softmax")[1]
+    assert rates[0][2] == f"{2 * 1.0 / 1e3 / 0.5:.1f}"
+
+
+def test_committed_file_has_the_new_kernels(runs) -> None:
+    suites = {r["suite"] for run in runs for r in run["rows"] if r["status"] == "ok"}
+    assert suites >= set(report.KERNELS) - {"bert"} | {"rope", "hippo_matvec"}
+    header, body = report.versus_table(runs)
+    assert body and all(len(row) == len(header) for row in body)
+    assert report.floor_table(runs)[1] and report.floor_rates(runs[0])[1]
+    assert all(
+        float(r[3].replace(",", "")) > 0 for r in report.throughput_table(runs)[1]
+    )

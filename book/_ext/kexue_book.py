@@ -90,11 +90,12 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 
 
 def source_hash(root: Path) -> str:
-    """SHA-256 over the library's source files, the pinned environment and the benchmark results files
-    (read by chapters/appendix/benchmarks.md), in a stable order."""
+    """SHA-256 over the library's source files, the pinned environment, and the benchmark code and
+    results files (read by chapters/appendix/benchmarks.md), in a stable order."""
     digest = hashlib.sha256()
     files = sorted((root / "src" / "kexue").rglob("*.py"))
     files += [root / "requirements.txt", root / "pyproject.toml"]
+    files += sorted((root / "benchmarks").glob("*.py"))
     files += sorted((root / "benchmarks" / "results").glob("*.json"))
     for path in files:
         if path.is_file():

@@ -1,0 +1,381 @@
+"""The chapters' kernels against the libraries people use, one declaration each.
+
+* ``masked_softmax``: against ``torch.masked.softmax`` (the reference) and the
+  ``masked_fill(-inf)`` + ``softmax`` people write, attention logits ``(batch, heads,
+  n, n)`` with a key-padding mask ``(batch, 1, 1, n)``; with the floor rows.
+* ``globalpointer``: the span scores of ``GlobalPointer`` against the same computation
+  written out (dense, cached RoPE tables, ``einsum``, lower triangle to ``-inf``).
+* ``exact_w1``: against POT, ``ot.emd2(a, b, ot.dist(x, y, metric="euclidean"))``.
+* ``knn_entropy``: against entropy-estimators' ``continuous.get_h`` (a KD-tree; its
+  estimate is ours plus ``d log 2``, see tests/generative/test_eae.py), checked against
+  each other; the error recorded is against the Gaussian's closed-form entropy.
+* ``map_equation`` and ``find_modules``: against the ``infomap`` package (C++), on
+  planted-partition graphs; code lengths must agree (1e-9 bits for a given partition,
+  within 1% for the search).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from benchmarks.harness import compare
+from benchmarks.registry import Benchmark, Candidate, Inputs, register
+from kexue.foundations.masking import masked_softmax
+from kexue.generative.eae import knn_entropy
+from kexue.generative.wgan import exact_w1
+from kexue.graphs.infomap import find_modules, map_equation
+from kexue.positions.rope import rope_cos_sin
+from kexue.representations.globalpointer import GlobalPointer
+
+
+# --- masked softmax ----------------------------------------------------------------------
+def logits(size: dict, device: torch.device) -> Inputs:
+    b, h, n = size["batch"], size["heads"], size["n"]
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(b, h, n, n, generator=g).to(device)
+    mask = torch.rand(b, 1, 1, n, generator=g).to(device) > 0.2
+    mask[..., 0] = True  # every row keeps a key: all candidates agree on every entry
+    return Inputs(x=x, mask=mask)
+
+
+def softmax_exact(i: Inputs) -> torch.Tensor:
+    return torch.softmax(i.x.double().masked_fill(~i.mask, -math.inf), -1)
+
+
+register(
+    Benchmark(
+        name="masked_softmax",
+        sizes={
+            "quick": [{"batch": 1, "heads": 2, "n": 32}],
+            "cpu": [
+                {"batch": 2, "heads": 8, "n": 256},
+                {"batch": 2, "heads": 8, "n": 1024},
+            ],
+            "cuda": [
+                {"batch": 8, "heads": 16, "n": 1024},
+                {"batch": 8, "heads": 16, "n": 4096},
+            ],
+        },
+        inputs=logits,
+        params=lambda i: {"MB": i.x.numel() * i.x.element_size() / 1e6},
+        expected=softmax_exact,
+        tol=1e-6,
+        candidates=[
+            Candidate(
+                "torch.masked.softmax",
+                lambda i: torch.masked.softmax(i.x, -1, mask=i.mask),
+            ),
+            Candidate("kexue masked_softmax", lambda i: masked_softmax(i.x, i.mask)),
+            Candidate(
+                "masked_fill + softmax",
+                lambda i: torch.softmax(i.x.masked_fill(~i.mask, -math.inf), -1),
+                note="NaN for a row with no key",
+            ),
+        ],
+        reference="torch.masked.softmax",
+        versus={"kexue masked_softmax": "torch.masked.softmax"},
+        floor=True,
+        bytes_moved=lambda i: 2 * i.x.numel() * i.x.element_size(),
+    )
+)
+
+
+# --- GlobalPointer ------------------------------------------------------------------------
+def pointer(size: dict, device: torch.device) -> Inputs:
+    torch.manual_seed(0)
+    b, n, types = size["batch"], size["n"], size["types"]
+    module = GlobalPointer(768, types, 64).to(device).eval()
+    x = torch.randn(b, n, 768, device=device)
+    cos, sin = rope_cos_sin(torch.arange(n, device=device), 64)
+    return Inputs(x=x, module=module, cos=cos, sin=sin)
+
+
+def spans_written_out(i: Inputs) -> torch.Tensor:
+    """bert4keras's GlobalPointer spelled out: per type a query and a key, interleaved
+    RoPE from cached tables, all span scores by one einsum, ``-inf`` below the diagonal."""
+    b, n, _ = i.x.shape
+    qk = i.module.dense(i.x).view(b, n, -1, 2, 64)
+    q, k = qk[..., 0, :], qk[..., 1, :]  # (b, n, types, 64)
+    cos, sin = i.cos[:, None], i.sin[:, None]
+
+    def rope(t: torch.Tensor) -> torch.Tensor:
+        t0, t1 = t[..., 0::2], t[..., 1::2]
+        return torch.stack((t0 * cos - t1 * sin, t1 * cos + t0 * sin), -1).flatten(-2)
+
+    scores = torch.einsum("bmhd,bnhd->bhmn", rope(q), rope(k)) / 8.0
+    below = torch.ones(n, n, dtype=torch.bool, device=i.x.device).tril(-1)
+    return scores.masked_fill(below, -math.inf)
+
+
+def finite_part(i: Inputs, out: torch.Tensor) -> dict:
+    exact = spans_written_out(
+        Inputs(
+            **{
+                **vars(i),
+                "x": i.x.double(),
+                "module": _double(i.module),
+                "cos": i.cos.double(),
+                "sin": i.sin.double(),
+            }
+        )
+    )
+    keep = torch.isfinite(exact)
+    same_inf = bool((torch.isfinite(out) == keep).all())
+    check = compare(out[keep], exact[keep], tol=1e-5, against="float64, written out")
+    return {**check, "passed": check["passed"] and same_inf}
+
+
+def _double(module: GlobalPointer) -> GlobalPointer:
+    import copy
+
+    return copy.deepcopy(module).double()
+
+
+register(
+    Benchmark(
+        name="globalpointer",
+        sizes={
+            "quick": [{"batch": 1, "n": 16, "types": 2}],
+            "cpu": [
+                {"batch": 8, "n": 128, "types": 9},
+                {"batch": 8, "n": 512, "types": 9},
+            ],
+            "cuda": [{"batch": 32, "n": 512, "types": 9}],
+        },
+        inputs=pointer,
+        candidates=[
+            Candidate(
+                "einsum written out",
+                torch.no_grad()(spans_written_out),
+                check=finite_part,
+                note="dense, cached RoPE tables, einsum, -inf below the diagonal",
+            ),
+            Candidate(
+                "kexue GlobalPointer",
+                torch.no_grad()(lambda i: i.module(i.x)),
+                check=finite_part,
+                note="hidden 768, head_size 64; RoPE tables per call",
+            ),
+        ],
+        reference="einsum written out",
+        versus={"kexue GlobalPointer": "einsum written out"},
+    )
+)
+
+
+# --- exact W1 against POT ----------------------------------------------------------------
+def clouds(size: dict, device: torch.device) -> Inputs:
+    g = torch.Generator().manual_seed(size["n"])
+    x = torch.randn(size["n"], size["d"], generator=g, dtype=torch.float64)
+    y = torch.randn(size["m"], size["d"], generator=g, dtype=torch.float64) + 0.5
+    return Inputs(x=x.to(device), y=y.to(device))
+
+
+def pot_w1(i: Inputs) -> torch.Tensor:
+    import ot
+
+    a = torch.full((len(i.x),), 1 / len(i.x), dtype=i.x.dtype, device=i.x.device)
+    b = torch.full((len(i.y),), 1 / len(i.y), dtype=i.y.dtype, device=i.y.device)
+    return ot.emd2(a, b, ot.dist(i.x, i.y, metric="euclidean"))
+
+
+register(
+    Benchmark(
+        name="exact_w1",
+        sizes={
+            "quick": [{"n": 16, "m": 12, "d": 2}],
+            "cpu": [
+                {"n": 256, "m": 256, "d": 2},
+                {"n": 300, "m": 200, "d": 16},
+                {"n": 1024, "m": 1024, "d": 2},
+            ],
+        },
+        inputs=clouds,
+        expected=lambda i: pot_w1(i) if _has("ot") else exact_w1(i.x, i.y),
+        tol=1e-9,
+        candidates=[
+            Candidate(
+                "POT ot.emd2",
+                pot_w1,
+                peer="ot",
+                note="network simplex on the cost matrix",
+            ),
+            Candidate(
+                "kexue exact_w1",
+                lambda i: exact_w1(i.x, i.y),
+                note="scipy linear_sum_assignment on the lcm(n, m) repeated clouds",
+            ),
+        ],
+        reference=("POT ot.emd2", "kexue exact_w1"),
+        versus={"kexue exact_w1": "POT ot.emd2"},
+    )
+)
+
+
+def _has(module: str) -> bool:
+    from benchmarks.registry import peer
+
+    return peer(module) is not None
+
+
+# --- k-NN entropy against entropy-estimators ------------------------------------------
+def samples(size: dict, device: torch.device) -> Inputs:
+    g = torch.Generator().manual_seed(size["n"])
+    x = torch.randn(size["n"], size["d"], generator=g, dtype=torch.float64)
+    return Inputs(x=x.to(device), numpy=x.numpy(), d=size["d"])
+
+
+def get_h(i: Inputs) -> torch.Tensor:
+    from entropy_estimators import continuous
+
+    value = continuous.get_h(i.numpy, k=1, norm="euclidean") - i.d * math.log(2)
+    return torch.tensor(value, dtype=torch.float64)
+
+
+register(
+    Benchmark(
+        name="knn_entropy",
+        sizes={
+            "quick": [{"n": 100, "d": 2}],
+            "cpu": [{"n": 1000, "d": 2}, {"n": 4000, "d": 8}],
+            "cuda": [{"n": 16000, "d": 8}],
+        },
+        inputs=samples,
+        expected=lambda i: torch.tensor(
+            0.5 * i.d * math.log(2 * math.pi * math.e), dtype=torch.float64
+        ),
+        candidates=[
+            Candidate(
+                "entropy-estimators get_h",
+                get_h,
+                peer="entropy_estimators",
+                approx=True,
+                check=lambda i, out: compare(
+                    out.to(i.x.device),
+                    knn_entropy(i.x),
+                    tol=1e-9,
+                    against="kexue knn_entropy",
+                ),
+                note="scipy KD-tree on the CPU; minus d log 2 (its diameter convention)",
+            ),
+            Candidate(
+                "kexue knn_entropy",
+                lambda i: knn_entropy(i.x),
+                approx=True,
+                note="brute-force distances in blocks of 4096 rows",
+            ),
+        ],
+        reference=("entropy-estimators get_h", "kexue knn_entropy"),
+        versus={"kexue knn_entropy": "entropy-estimators get_h"},
+    )
+)
+
+
+# --- the map equation against infomap ---------------------------------------------------
+def planted(size: dict, device: torch.device) -> Inputs:
+    import networkx as nx
+
+    groups, per = size["groups"], size["per"]
+    mu, degree = 0.3, 10
+    g = nx.planted_partition_graph(
+        groups,
+        per,
+        degree * (1 - mu) / (per - 1),
+        degree * mu / (per * (groups - 1)),
+        seed=1,
+    )
+    adj = torch.tensor(nx.to_numpy_array(g), device=device)
+    truth = torch.tensor([g.nodes[v]["block"] for v in g], device=device)
+    links = [(int(a), int(b), 1.0) for a, b in g.edges]
+    return Inputs(
+        adj=adj,
+        truth=truth,
+        links=links,
+        partition={v: int(g.nodes[v]["block"]) for v in g},
+    )
+
+
+def infomap_run(i: Inputs, **options):
+    import infomap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return infomap.run(i.links, two_level=True, silent=True, **options)
+
+
+def codelength(i: Inputs, out) -> torch.Tensor:
+    value = out[1] if isinstance(out, tuple) else getattr(out, "codelength", out)
+    return torch.tensor(float(value), dtype=torch.float64)
+
+
+GRAPHS = {
+    "quick": [{"groups": 3, "per": 20}],
+    "cpu": [
+        {"groups": 6, "per": 20},
+        {"groups": 10, "per": 50},
+        {"groups": 20, "per": 50},
+    ],
+}
+register(
+    Benchmark(
+        name="map_equation",
+        sizes=GRAPHS,
+        inputs=planted,
+        expected=lambda i: torch.tensor(
+            map_equation(i.adj, i.truth, teleportation=0.0), dtype=torch.float64
+        ),
+        tol=1e-9,
+        candidates=[
+            Candidate(
+                "infomap, no_infomap",
+                lambda i: infomap_run(
+                    i, no_infomap=True, initial_partition=i.partition
+                ),
+                peer="infomap",
+                view=codelength,
+                note="code length of the given partition",
+            ),
+            Candidate(
+                "kexue map_equation",
+                lambda i: map_equation(i.adj, i.truth, teleportation=0.0),
+                view=codelength,
+                note="undirected flow (teleportation 0)",
+            ),
+        ],
+        reference=("infomap, no_infomap", "kexue map_equation"),
+        versus={"kexue map_equation": "infomap, no_infomap"},
+    )
+)
+register(
+    Benchmark(
+        name="find_modules",
+        sizes={**GRAPHS, "cpu": GRAPHS["cpu"][:2]},  # a Python search: seconds beyond
+        inputs=planted,
+        expected=lambda i: torch.tensor(
+            map_equation(i.adj, i.truth, teleportation=0.0), dtype=torch.float64
+        ),
+        tol=0.01,
+        candidates=[
+            Candidate(
+                "infomap",
+                lambda i: infomap_run(i, seed=1),
+                peer="infomap",
+                view=codelength,
+                note="C++ search, one trial (num_trials=1)",
+            ),
+            Candidate(
+                "kexue find_modules",
+                lambda i: find_modules(
+                    i.adj, teleportation=0.0, generator=torch.Generator().manual_seed(0)
+                ),
+                view=codelength,
+                note="Python search, one trial",
+            ),
+        ],
+        reference=("infomap", "kexue find_modules"),
+        versus={"kexue find_modules": "infomap"},
+    )
+)

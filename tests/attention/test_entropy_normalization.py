@@ -117,7 +117,8 @@ def test_reaches_any_target(n: int, frac: float, seed: int) -> None:
     target = frac * math.log(n)
     q = entropy_normalize(logits, target, iterations=40)
     assert abs(entropy(q).item() - target) < 1e-8
-    assert torch.equal(q.argsort(), torch.softmax(logits, -1).argsort())
+    # the order of the probabilities is kept (ties allowed: tiny ones underflow to 0)
+    assert (q[logits.argsort(descending=True)].diff() <= 0).all()
 
 
 def test_sample_frequencies(device) -> None:

@@ -203,15 +203,12 @@ def masked_softmax(logits: Tensor, mask: Tensor | None = None, dim: int = -1) ->
         scores = torch.where(keep_mask(mask), scores, -torch.inf)
     if scores.shape[dim] == 0:
         return scores.to(logits.dtype)
-    top = scores.amax(dim, keepdim=True)
-    if scores.device.type != "meta" and bool((top > -torch.inf).all()):
-        # every row has something to attend: torch's fused softmax is the same sum
-        return torch.softmax(scores, dim).to(logits.dtype)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()
-    weights = torch.exp(scores - top)  # exp(-inf) = 0 at dropped entries
-    total = weights.sum(dim, keepdim=True)
-    weights = weights / torch.where(total > 0, total, torch.ones_like(total))
-    return weights.to(logits.dtype)
+    live = scores.amax(dim, keepdim=True) != -torch.inf  # False: nothing to attend
+    # torch's fused softmax on rows that read zeros where nothing is live (finite there,
+    # gradient too), then zeros for those rows: no host synchronisation picks a path.
+    # NaN or +inf kept in a row leaves it live, and softmax makes it NaN.
+    weights = torch.softmax(torch.where(live, scores, 0.0), dim)
+    return torch.where(live, weights, 0.0).to(logits.dtype)
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:

@@ -1,5 +1,5 @@
-"""benchmarks/report.py: the appendix's tables, statistics and derived target verdicts, on the committed
-results file and on small hand-made runs."""
+"""benchmarks/report.py: the appendix's tables, statistics and derived target verdicts,
+on the committed results file (read into typed rows) and on small hand-made runs."""
 
 from __future__ import annotations
 
@@ -11,31 +11,46 @@ import numpy as np
 import pytest
 
 from benchmarks import report
+from benchmarks.harness import Row, Stats
 
 matplotlib.use("Agg")
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def runs() -> list[dict]:
+def runs() -> list[report.Run]:
     return report.load_runs(RESULTS)
 
 
-def test_find_results_from_a_subfolder() -> None:
-    assert report.find_results(RESULTS.parents[1] / "chapters" / "appendix") == RESULTS
+def q(median: float, q25: float, q75: float) -> Stats:
+    """A ratio with its interval."""
+    return Stats(median, q25, q75, q75 - q25, 3)
+
+
+def test_load_runs_reads_typed_rows(runs, tmp_path: Path) -> None:
+    (run,) = runs
+    assert run.file == "cpu-amd-epyc-2-cores.json" and not run.gpu
+    assert run.label.startswith(f"{run.name} (CPU, 1 thread")
+    assert all(isinstance(r, Row) for r in run.rows)
+    assert all(isinstance(r.time_s, Stats) for r in run.select("rope"))
+    rope = run.groups("rope")
+    assert {r.group for r in run.select("rope")} == set(rope)
+    assert len(run.select("rope", "kexue apply_rope")) == len(rope)
     with pytest.raises(FileNotFoundError):
-        report.find_results(Path("/"))
+        report.load_runs(tmp_path)
 
 
 def test_slope_recovers_a_power_law() -> None:
     n = np.array([256, 512, 1024, 2048, 4096])
-    assert report.slope(list(zip(n, 3.0 * n**1.5, strict=True))) == pytest.approx(1.5)
+    assert report.slope(n, 3.0 * n**1.5) == pytest.approx(1.5)
 
 
 def test_paired_is_the_median_of_round_by_round_ratios() -> None:
-    a = {"time_s": {"per_round": [2.0, 4.0, 6.0]}}
-    b = {"time_s": {"per_round": [1.0, 1.0, 2.0]}}
-    assert list(report.paired(a, b)) == [3.0, 2.5, 3.5]
+    a = _row("g", "a", [2.0, 4.0, 6.0])
+    b = _row("g", "b", [1.0, 1.0, 2.0])
+    ratio = report.paired(a, b)
+    assert (ratio.median, ratio.q25, ratio.q75) == (3.0, 2.5, 3.5)
+    assert report.fmt_ratio(ratio) == "3.00 [2.50, 3.50]"
 
 
 def test_md_table_escapes_pipes_and_checks_widths() -> None:
@@ -43,6 +58,11 @@ def test_md_table_escapes_pipes_and_checks_widths() -> None:
     assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
     with pytest.raises(ValueError, match="one cell per column"):
         report.md_table(["a", "b"], [["only one"]])
+    assert report.md_table(*report.tabulate([])) == ""
+    assert report.tabulate([{"a": 1, "b": 2}, {"b": 3, "a": 4}]) == (
+        ["a", "b"],
+        [[1, 2], [4, 3]],
+    )
 
 
 def test_target_verdicts_are_derived_and_reasons_required() -> None:
@@ -53,6 +73,7 @@ def test_target_verdicts_are_derived_and_reasons_required() -> None:
         report.Target("t", "m", "1", False)
     with pytest.raises(TypeError, match="bool or None"):
         report.Target("t", "m", "1", 1.0, "why")  # type: ignore[arg-type]
+    assert report.Target("t", "m", "1", True, "kept only when not met").why == ""
 
 
 def test_targets_on_the_committed_cpu_file(runs) -> None:
@@ -63,18 +84,16 @@ def test_targets_on_the_committed_cpu_file(runs) -> None:
         verdicts["Causal linear attention linear in $n$, in time and memory"] == "met"
     )
     assert all(verdicts[t] == "untested" for t in report.GPU_TARGETS)
-    header, body = report.targets_table(judged)
-    assert len(body) == len(judged) and len(header) == 4
+    assert all(t.why for t in judged if t.verdict != "met")
     assert report.tally(judged).startswith(f"{len(judged)} targets:")
 
 
 def test_a_slower_kernel_is_judged_missed(runs) -> None:
     """The verdict follows the data: make apply_rope 10x slower and the target flips."""
     run = copy.deepcopy(runs[0])
-    for r in run["rows"]:
-        if r["candidate"] == "kexue apply_rope":
-            for k in ("median", "q25", "q75"):
-                r["ratio_to_reference"][k] *= 10
+    for r in run.select("rope", "kexue apply_rope"):
+        for k in ("median", "q25", "q75"):
+            setattr(r.ratio_to_reference, k, 10 * getattr(r.ratio_to_reference, k))
     (target,) = [t for t in report.rope_targets(run) if "apply_rope" in t.target]
     assert target.verdict == "missed"
 
@@ -84,7 +103,7 @@ def test_crossover_and_at_equal(runs) -> None:
         runs[0], report.LINEAR_CAUSAL, report.FLASH_CAUSAL
     )
     assert [n for n, _ in ratios] == sorted(n for n, _ in ratios)
-    assert n_star is None or all(q[0] < 1 for n, q in ratios if n >= n_star)
+    assert n_star is None or all(q.median < 1 for n, q in ratios if n >= n_star)
     err, time = report.at_equal(
         runs[0], "nystrom", "kexue nystrom_attention", "nystrom-attention"
     )
@@ -103,7 +122,7 @@ def test_tables_and_lines_render(runs) -> None:
         assert body and all(len(row) == len(header) for row in body)
     assert report.peers_line(runs).startswith("Peers measured against:")
     assert "faster" in report.hippo_line(runs[0])
-    assert report.crossover_line(runs[0]).startswith(report.label(runs[0]))
+    assert report.crossover_line(runs[0]).startswith(runs[0].label)
 
 
 def test_figures_draw_without_error(runs) -> None:
@@ -119,16 +138,17 @@ def test_figures_draw_without_error(runs) -> None:
     assert report._plain(1e5) == "$10^{5}$" and report._plain(0.2) == "0.2"
 
 
-def test_split_by_and_drop_uniform(runs) -> None:
+def test_md_tables_split_a_wide_table(runs) -> None:
     header, body = report.rope_table(runs)
-    parts = report.split_by((header, body), ["Machine", "Input"])
-    assert sum(len(rows) for _, (_, rows) in parts) == len(body)
-    assert all(
-        h == [c for c in header if c not in ("Machine", "Input")] for _, (h, _) in parts
-    )
-    table = (["a", "b"], [["1", "–"], ["2", "–"]])
-    assert report.drop_uniform(table, ["b"], "–") == (["a"], [["1"], ["2"]])
-    assert report.drop_uniform(table, ["a"], "–") == table
+    assert "Bandwidth" not in header  # a CPU file: no bandwidth column
+    text = report.md_tables((header, body), ["Machine", "Input"])
+    titles = [line for line in text.splitlines() if line.startswith("**")]
+    assert len(titles) == len(runs[0].groups("rope"))
+    narrow = [c for c in header if c not in ("Machine", "Input")]
+    assert text.count("| " + " | ".join(narrow) + " |") == len(titles)
+    assert sum(line.startswith("| ") for line in text.splitlines()) == len(
+        titles
+    ) + len(body)
 
 
 def test_targets_list_names_every_verdict(runs) -> None:
@@ -142,22 +162,20 @@ def test_targets_list_names_every_verdict(runs) -> None:
 
 
 def test_interval_verdict_uses_the_whole_quartile_interval() -> None:
-    assert report.interval_verdict([1.10, 1.02, 1.20]) == "slower"  # entirely above 1
-    assert report.interval_verdict([1.10, 0.95, 1.20]) == "no clear difference"
-    assert report.interval_verdict([0.90, 0.85, 1.05]) == "no clear difference"
-    assert report.interval_verdict([0.90, 0.85, 0.95]) == "faster"
-    ratios = [[1.1, 1.02, 1.2], [1.0, 0.9, 1.1], [0.5, 0.4, 0.6], [0.6, 0.5, 0.7]]
+    assert report.interval_verdict(q(1.10, 1.02, 1.20)) == "slower"  # all above 1
+    assert report.interval_verdict(q(1.10, 0.95, 1.20)) == "no clear difference"
+    assert report.interval_verdict(q(0.90, 0.85, 1.05)) == "no clear difference"
+    assert report.interval_verdict(q(0.90, 0.85, 0.95)) == "faster"
+    ratios = [q(1.1, 1.02, 1.2), q(1.0, 0.9, 1.1), q(0.5, 0.4, 0.6), q(0.6, 0.5, 0.7)]
     assert report.verdict_counts(ratios) == (
         "faster in 2, no clear difference in 1, slower in 1"
     )
 
 
-def _set_ratio(run: dict, candidate: str, q: tuple[float, float, float]) -> None:
-    for r in run["rows"]:
-        if r["candidate"] == candidate:
-            r["ratio_to_reference"].update(
-                zip(("median", "q25", "q75"), q, strict=True)
-            )
+def _set_ratio(run: report.Run, candidate: str, ratio: tuple[float, ...]) -> None:
+    for r in run.rows:
+        if r.candidate == candidate:
+            r.ratio_to_reference = q(*ratio)
 
 
 def test_rope_target_straddling_one_is_met_and_says_so(runs) -> None:
@@ -174,10 +192,10 @@ def test_rope_target_entirely_above_one_is_missed(runs) -> None:
     assert target.verdict == "missed" and "slower" in target.measured
 
 
-def _scale_times(run: dict, candidate: str, factor: float) -> None:
-    for r in run["rows"]:
-        if r["candidate"] == candidate:
-            r["time_s"]["per_round"] = [t * factor for t in r["time_s"]["per_round"]]
+def _scale_times(run: report.Run, candidate: str, factor: float) -> None:
+    for r in run.rows:
+        if r.candidate == candidate:
+            r.time_s.per_round = [t * factor for t in r.time_s.per_round]
 
 
 def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
@@ -189,7 +207,7 @@ def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
     assert "every causal length" in causal.measured
     assert "the sweep and every length" in judged[plain].measured
     assert not any("(causal)" in t for t in judged if t.startswith("Nyström"))
-    n_causal = len(report.by_group(runs[0], "attention_causal"))
+    n_causal = len(runs[0].groups("attention_causal"))
     assert len(report._time_pairs(runs[0], "kexue performer", "performer", True)) == (
         n_causal
     )
@@ -204,11 +222,11 @@ def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
 
 def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
     run = copy.deepcopy(runs[0])
-    for r in report.rows(run, "approx_sweep"):
-        base = r["params"]["error_of_mean_pooling"]
-        worse = r["params"]["budget"] == 32 and r["params"]["method"] == "nystrom"
-        r["error_vs_exact"] = 2 * base if worse else 0.5 * base
-        r.pop("error_draws", None)  # a single error per row
+    for r in run.select("approx_sweep"):
+        base = r.params["error_of_mean_pooling"]
+        worse = r.params["budget"] == 32 and r.params["method"] == "nystrom"
+        r.error_vs_exact = 2 * base if worse else 0.5 * base
+        r.error_draws = None  # a single error per row
     assert report.pooling_budgets(run, "nystrom") == [32]
     assert report.pooling_budgets(run, "performer") == []
     assert "m$ = 32" in report.pooling_line(run, "nystrom")
@@ -223,8 +241,8 @@ def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
 
 
 def test_errors_over_projections_are_averaged_with_their_spread() -> None:
-    one = {"error_vs_exact": 0.25}
-    several = {"error_vs_exact": 0.1, "error_draws": [0.1, 0.3, 0.2]}
+    one = _row("g", "one", [1.0], error_vs_exact=0.25)
+    several = _row("g", "two", [1.0], error_vs_exact=0.1, error_draws=[0.1, 0.3, 0.2])
     assert report.error_of(one) == 0.25 and report.spread(one) == 0.0
     assert abs(report.error_of(several) - 0.2) < 1e-12  # the mean, not the timed draw
     assert abs(report.spread(several) - 0.1) < 1e-12  # sample standard deviation
@@ -234,11 +252,10 @@ def test_errors_over_projections_are_averaged_with_their_spread() -> None:
 
 def test_draws_line_counts_projections(runs) -> None:
     run = copy.deepcopy(runs[0])
-    for r in report.rows(run, "approx_sweep"):
-        r.pop("error_draws", None)
+    for r in run.select("approx_sweep"):
+        r.error_draws = None
     assert report.draws_line(run) is None
-    r = next(r for r in report.rows(run, "approx_sweep"))
-    r["error_draws"] = [0.1] * 5
+    run.select("approx_sweep")[0].error_draws = [0.1] * 5
     assert "over 5 independent" in report.draws_line(run)
 
 
@@ -246,15 +263,13 @@ def test_crossover_needs_the_whole_interval_below_one(runs) -> None:
     n_star, ratios = report.crossover(
         runs[0], report.LINEAR_CAUSAL, report.FLASH_CAUSAL
     )
-    assert n_star is None or all(q[2] < 1 for n, q in ratios if n >= n_star)
+    assert n_star is None or all(q.q75 < 1 for n, q in ratios if n >= n_star)
 
 
 def test_rope_per_mb_memory_and_settings_lines(runs) -> None:
     names = ("rotary-embedding-torch", "kexue apply_rope")
     header, body = report.rope_per_mb(runs[0], names)
-    assert header[1:] == list(names) and len(body) == len(
-        report.by_group(runs[0], "rope")
-    )
+    assert header[1:] == list(names) and len(body) == len(runs[0].groups("rope"))
     assert all(float(cell) > 0 for row in body for cell in row[1:])
     assert "times the input" in report.rope_memory_line(runs[0])
     assert "features" in report.attention_settings_line(runs[0])
@@ -262,54 +277,56 @@ def test_rope_per_mb_memory_and_settings_lines(runs) -> None:
 
 def test_hippo_line_needs_the_whole_interval_below_one(runs) -> None:
     run = copy.deepcopy(runs[0])
-    largest = max(r["params"]["N"] for r in report.rows(run, "hippo_matvec"))
-    for r in report.rows(run, "hippo_matvec"):
-        if r["candidate"] == "kexue legs_matvec":
-            q = (0.5, 0.4, 0.6) if r["params"]["N"] < largest else (0.9, 0.8, 1.1)
-            r["ratio_to_reference"].update(
-                zip(("median", "q25", "q75"), q, strict=True)
-            )
+    ours = run.select("hippo_matvec", "kexue legs_matvec")
+    largest = max(r.params["N"] for r in ours)
+    for r in ours:
+        small = r.params["N"] < largest
+        r.ratio_to_reference = q(0.5, 0.4, 0.6) if small else q(0.9, 0.8, 1.1)
     assert "faster from" not in report.hippo_line(run)  # the largest N straddles 1
-    for r in report.rows(run, "hippo_matvec"):
-        if r["candidate"] == "kexue legs_matvec":
-            r["ratio_to_reference"]["q75"] = 0.95
+    for r in ours:
+        r.ratio_to_reference.q75 = 0.95
     assert "faster from" in report.hippo_line(run)
 
 
-# ---------------------------------------------------------------- kexue against its peers
-def _toy_run() -> dict:
+# --- kexue against its peers ---------------------------------------------------------
+def _row(group: str, name: str, times: list[float], **fields) -> Row:
+    """A timed row of the masked softmax suite, with those times per round."""
+    return Row(
+        suite="masked_softmax",
+        group=group,
+        params={"MB": 1.0},
+        candidate=name,
+        reference="torch.masked.softmax",
+        status="ok",
+        time_s=Stats.of(times, per_round=times),
+        ratio_to_reference=Stats.of([1.0]),
+        peak_memory_bytes=2**20,
+        **fields,
+    )
+
+
+def _toy_run() -> report.Run:
     """Two groups of a kernel against its peer: slower in one, faster in the other."""
-
-    def row(group: str, name: str, times: list[float], against=None) -> dict:
-        return {
-            "suite": "masked_softmax",
-            "group": group,
-            "params": {"MB": 1.0},
-            "candidate": name,
-            "status": "ok",
-            "against": against,
-            "time_s": {"median": float(np.median(times)), "per_round": times},
-            "peak_memory_bytes": 2**20,
-        }
-
+    peer = "torch.masked.softmax"
     rows = [
-        row("small", "torch.masked.softmax", [1.0, 1.0, 1.0]),
-        row("small", "kexue masked_softmax", [1.5, 1.6, 1.4], "torch.masked.softmax"),
-        row("large", "torch.masked.softmax", [2.0, 2.0, 2.0]),
-        row("large", "kexue masked_softmax", [1.0, 1.2, 0.8], "torch.masked.softmax"),
+        _row("small", peer, [1.0, 1.0, 1.0]),
+        _row("small", "kexue masked_softmax", [1.5, 1.6, 1.4], against=peer),
+        _row("large", peer, [2.0, 2.0, 2.0]),
+        _row("large", "kexue masked_softmax", [1.0, 1.2, 0.8], against=peer),
         *[
-            row(g, f, [0.5, 0.5, 0.5])
+            _row(g, f, [0.5, 0.5, 0.5])
             for g in ("small", "large")
             for f in report.FLOORS
         ],
     ]
-    return {"device": {"name": "toy", "type": "cpu", "threads": 1}, "rows": rows}
+    device = {"name": "toy", "type": "cpu", "threads": 1, "cores": 1, "slug": "toy"}
+    return report.Run(device, {}, {}, rows, date="2026-01-01T00:00:00")
 
 
 def test_versus_pairs_each_kexue_row_with_its_peer() -> None:
     run = _toy_run()
     pairs = report.versus(run)
-    assert [(a["group"], b["candidate"]) for a, b, _ in pairs] == [
+    assert [(a.group, b.candidate) for a, b, _ in pairs] == [
         ("small", "torch.masked.softmax"),
         ("large", "torch.masked.softmax"),
     ]
@@ -334,7 +351,7 @@ def test_floor_table_and_rates() -> None:
 
 
 def test_committed_file_has_the_new_kernels(runs) -> None:
-    suites = {r["suite"] for run in runs for r in run["rows"] if r["status"] == "ok"}
+    suites = {r.suite for run in runs for r in run.rows if r.status == "ok"}
     assert suites >= set(report.KERNELS) - {"bert"} | {"rope", "hippo_matvec"}
     header, body = report.versus_table(runs)
     assert body and all(len(row) == len(header) for row in body)

@@ -26,6 +26,7 @@ from kexue.generative import (
     codebook_usage,
     nearest_code,
     rotation_trick,
+    simvq,
 )
 
 F64 = torch.float64
@@ -61,9 +62,49 @@ def test_nearest_code_matches_loop(device: torch.device, chunk: int) -> None:
     assert out.cpu().reshape(-1).tolist() == nearest64(z, codebook)
 
 
+def brute64(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The nearest code by every distance at once in float64 (argmin: first index)."""
+    z, codebook = z.detach().double().cpu(), codebook.detach().double().cpu()
+    rows = z.reshape(-1, z.shape[-1])
+    dists = (rows[:, None] - codebook).square().sum(-1)
+    return dists.argmin(-1).reshape(z.shape[:-1])
+
+
+def _paths(z: torch.Tensor, codebook: torch.Tensor) -> tuple[float, float]:
+    """The fractions of rows the expansion settles alone, and with its candidates."""
+    search = simvq._Expansion(codebook)
+    rows = z.reshape(-1, z.shape[-1])
+    return search(rows)[1].double().mean().item(), search.candidates(rows)[
+        1
+    ].double().mean().item()
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "dtype"),
+    [
+        (4096, 64, 512, torch.float32),  # the benchmark's sizes
+        (2000, 32, 1024, torch.float32),
+        (300, 4, 256, torch.float32),
+        (300, 7, 45, torch.float64),  # K not a multiple of the lanes
+        (100, 3, 4, torch.float32),  # K within the candidates: direct search
+        (100, 5, 1, torch.float32),
+    ],
+)
+def test_nearest_code_random_against_float64(
+    device: torch.device, n: int, d: int, k: int, dtype: torch.dtype
+) -> None:
+    g = torch.Generator().manual_seed(n + d + k)
+    z = torch.randn(n, d, generator=g, dtype=dtype)
+    codebook = torch.randn(k, d, generator=g, dtype=dtype) / math.sqrt(d)
+    out = nearest_code(z.to(device), codebook.to(device), chunk=777)
+    assert torch.equal(out.cpu(), brute64(z, codebook))
+    if k > simvq.CANDIDATES:  # random data: the expansion settles nearly every row
+        assert _paths(z, codebook)[0] > 0.99
+
+
 def test_nearest_code_far_from_origin_and_ties(device: torch.device) -> None:
     # Codes 1e-3 apart at distance 1e4 from the origin: the expansion
-    # |z|² − 2 z·e + |e|² loses them in float32; the direct formula does not.
+    # |z|² − 2 z·e + |e|² loses them in float32 unless centred first.
     g = torch.Generator().manual_seed(1)
     base = torch.full((4,), 1e4, dtype=F64)
     codebook = base + 1e-3 * torch.randn(20, 4, generator=g, dtype=F64)
@@ -72,6 +113,119 @@ def test_nearest_code_far_from_origin_and_ties(device: torch.device) -> None:
     assert out.cpu().tolist() == nearest64(z.float(), codebook.float())
     tied = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]], device=device)
     assert nearest_code(torch.zeros(1, 2, device=device), tied).item() == 0
+
+
+def test_nearest_code_two_far_clusters(device: torch.device) -> None:
+    # Two clusters 1e-3 wide at ±1e3: centring cannot remove both offsets, the
+    # expansion's rounding bound covers every code of the cluster, and every row
+    # falls back to the direct search, which must still be exact.
+    g = torch.Generator().manual_seed(11)
+    base = torch.full((6,), 1e3, dtype=F64)
+    blob = 1e-3 * torch.randn(40, 6, generator=g, dtype=F64)
+    codebook = torch.cat([base + blob[:20], -base + blob[20:]]).float()
+    signs = torch.tensor([1.0, -1.0], dtype=F64).repeat_interleave(300)[:, None]
+    z = (signs * base + 1e-3 * torch.randn(600, 6, generator=g, dtype=F64)).float()
+    assert _paths(z, codebook) == (0.0, 0.0)
+    out = nearest_code(z.to(device), codebook.to(device), chunk=100)
+    assert torch.equal(out.cpu(), brute64(z, codebook))
+
+
+def test_nearest_code_near_ties(device: torch.device) -> None:
+    # Codes on a sphere about each row whose radii differ by single float32 ulps:
+    # the expansion cannot order them (its bound is ~d ulps), float64 can.
+    g = torch.Generator().manual_seed(12)
+    centre = torch.randn(8, generator=g)
+    directions = torch.nn.functional.normalize(torch.randn(64, 8, generator=g), dim=-1)
+    ulps = torch.randperm(64, generator=g).float()
+    radius = 1.0 + ulps * 2.0**-23
+    codebook = (centre + radius[:, None] * directions).float()
+    z = centre + 1e-7 * torch.randn(200, 8, generator=g)
+    assert _paths(z, codebook)[1] < 0.5  # most rows need the full search
+    out = nearest_code(z.to(device), codebook.to(device), chunk=64)
+    assert torch.equal(out.cpu(), brute64(z, codebook))
+
+
+@pytest.mark.parametrize("copies", [2, 9])
+def test_nearest_code_duplicated_codes(device: torch.device, copies: int) -> None:
+    # A code repeated at scattered indices: the lowest index wins, whether the
+    # copies fit among the re-ranked candidates (2) or not (9).
+    g = torch.Generator().manual_seed(13)
+    codebook = torch.randn(100, 6, generator=g)
+    where = torch.randperm(100, generator=g)[:copies]
+    codebook[where] = codebook[where[0]].clone()
+    z = codebook[where[0]] + 1e-3 * torch.randn(50, 6, generator=g)
+    out = nearest_code(z.to(device), codebook.to(device))
+    assert (out.cpu() == where.min()).all()
+    assert torch.equal(out.cpu(), brute64(z, codebook))
+
+
+def test_nearest_code_reduced_matmul_precision(device: torch.device) -> None:
+    # With TF32 or bfloat16 products allowed, the bound widens with them.
+    g = torch.Generator().manual_seed(14)
+    z, codebook = torch.randn(500, 16, generator=g), torch.randn(300, 16, generator=g)
+    before = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("high", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            out = nearest_code(z.to(device), codebook.to(device))
+            assert torch.equal(out.cpu(), brute64(z, codebook))
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def test_nearest_code_nan_and_inf_rows(device: torch.device) -> None:
+    # Rows the expansion cannot rank go to the direct search, which gives what
+    # argmin over float64 distances gives (NaN first: index of the first NaN).
+    g = torch.Generator().manual_seed(15)
+    z, codebook = torch.randn(40, 3, generator=g), torch.randn(50, 3, generator=g)
+    z[3] = math.nan
+    z[7, 1] = math.inf
+    codebook[5, 0] = 1e30
+    out = nearest_code(z.to(device), codebook.to(device))
+    assert torch.equal(out.cpu(), brute64(z, codebook))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.integers(1, 12),
+    st.integers(1, 200),
+    st.sampled_from([0.0, 1.0, 1e3, 1e5]),
+    st.sampled_from([1e-3, 1.0, 1e3]),
+    st.integers(0, 10_000),
+)
+def test_nearest_code_property(
+    n: int, d: int, k: int, offset: float, scale: float, seed: int
+) -> None:
+    # offsets that cancel in the expansion, scales, sizes: always the float64 argmin
+    g = torch.Generator().manual_seed(seed)
+    shift = offset * torch.randn(d, generator=g)
+    codebook = shift + scale * torch.randn(k, d, generator=g)
+    z = shift + scale * torch.randn(n, d, generator=g)
+    out = nearest_code(z, codebook, chunk=64)
+    assert torch.equal(out, brute64(z, codebook))
+
+
+def test_nearest_code_matches_peer() -> None:
+    # At the benchmark's sizes the peer's search (cdist's expansion in float32)
+    # agrees with ours except where its rounding swaps two codes whose float64
+    # distances differ by float32 rounding; ours is the float64 argmin everywhere.
+    torch.manual_seed(16)
+    peer = VectorQuantize(64, 512, learnable_codebook=True, ema_update=False)
+    z = torch.randn(64, 64, 64)
+    codebook = peer._codebook.embed[0].detach()
+    _, peer_idx, _ = peer(z)
+    mine = nearest_code(z, codebook)
+    assert torch.equal(mine, brute64(z, codebook))
+    dists = (z.double().reshape(-1, 1, 64) - codebook.double()).square().sum(-1)
+    differ = (mine != peer_idx).reshape(-1)
+    assert differ.sum() <= 2  # one row here
+    rows = dists[differ]
+    gap = (
+        rows.gather(1, peer_idx.reshape(-1)[differ, None])
+        - rows.min(-1).values[:, None]
+    )
+    assert (gap <= 2**-23 * rows.min(-1).values[:, None]).all()
 
 
 def test_nearest_code_half_and_empty(device: torch.device) -> None:

@@ -110,6 +110,23 @@ def _(device):
     assert torch.equal(out.cpu(), nearest64(z.float(), codebook.float()))
 
 
+@case(NEAR, "9 copies of a code, 2 clusters at ±1e3, 45 codes: float64 argmin", "value")
+def _(device):
+    # copies beyond the re-ranked candidates must go to the lowest index; clusters
+    # far on both sides of the mean code leave the expansion no certain ranking
+    g = torch.Generator().manual_seed(3)
+    codebook = torch.randn(45, 5, generator=g)
+    codebook[torch.arange(9) * 5 + 2] = codebook[2].clone()
+    z = codebook[2] + 1e-3 * torch.randn(20, 5, generator=g)
+    out = G.nearest_code(z.to(device), codebook.to(device))
+    assert (out.cpu() == 2).all()
+    base = torch.full((5,), 1e3, dtype=F64)
+    far = torch.cat([base + 1e-3 * codebook[:20], -base + 1e-3 * codebook[20:]]).float()
+    z = torch.cat([base + 1e-3 * z[:10], -base + 1e-3 * z[10:]]).float()
+    out = G.nearest_code(z.to(device), far.to(device), chunk=7)
+    assert torch.equal(out.cpu(), nearest64(z, far))
+
+
 @case(NEAR, "empty batch in, empty out; meta propagates the shape", "empty")
 def _(device):
     codebook = torch.randn(5, 3, device=device)

@@ -34,14 +34,27 @@ ESTIMATORS = ("straight_through", "rotation")
 INITS = ("default", "identity")
 
 
+# Codes re-ranked by exact distances in a row whose best code by the matrix-product
+# expansion is not certain: its few best, enough unless more sit within the rounding.
+CANDIDATES = 4
+
+
 @torch.no_grad()
 def nearest_code(z: Tensor, codebook: Tensor, *, chunk: int = 4096) -> Tensor:
     """The index of the nearest code (Euclidean distance) for every vector of ``z``.
 
-    Distances are computed ``chunk`` rows at a time with the direct difference formula
-    (not the ``‖z‖² − 2 z·e + ‖e‖²`` expansion, which cancels when ``z`` sits far from
-    the origin), so memory is ``O(chunk · K)``. Ties go to the lowest index. Half
-    precision is computed in float32. No gradient flows (an index has none).
+    Exact: the index minimises ``‖z − e_k‖²`` computed in float64 (float32 on MPS) by
+    direct differences, ties to the lowest index. Fast: ``chunk`` rows at a time, the
+    expansion ``‖e‖² − 2 z·e`` (one matrix product, after centring on the mean code)
+    ranks the codes, and a rounding bound of the expansion certifies its ranking.
+    A row whose best code leads the next by more than twice the bound takes it; a
+    row whose ``CANDIDATES`` best lead the next by that much re-ranks them by exact
+    distances; any other row (several codes within the rounding, as where ``z``
+    sits far from the codes' mean, overflow, NaN) is searched over every code by
+    direct differences. One host read per call finds the rows that need more than
+    the expansion (a second, only when some do, those that need every code).
+    Memory is ``O(chunk · K)``. Half precision is computed in float32. No gradient
+    flows (an index has none).
 
     Args:
         z: floating ``(..., d)``. codebook: floating ``(K, d)``, ``K ≥ 1``, of the
@@ -72,17 +85,141 @@ def nearest_code(z: Tensor, codebook: Tensor, *, chunk: int = 4096) -> Tensor:
     lead = z.shape[:-1]
     if z.device.type == "meta" or math.prod(lead) == 0:
         return torch.empty(lead, dtype=torch.long, device=z.device)
-    work = _checks.compute_dtype(z.dtype)
-    rows, codes = z.reshape(-1, z.shape[-1]).to(work), codebook.to(work)
-    blocks = [
-        torch.cdist(
-            rows[start : start + chunk],
-            codes,
-            compute_mode="donot_use_mm_for_euclid_dist",
-        ).argmin(-1)
-        for start in range(0, rows.shape[0], chunk)
+    exact = torch.float32 if z.device.type == "mps" else torch.float64
+    rows, codes = z.reshape(-1, z.shape[-1]), codebook.to(exact)
+    block = max(1, chunk // codebook.shape[1])  # rows whose differences fill a chunk
+    if codebook.shape[0] <= CANDIDATES:
+        return _search_all(rows, codes, block).reshape(lead)
+    search = _Expansion(codebook)
+    parts = [
+        search(rows[start : start + chunk]) for start in range(0, len(rows), chunk)
     ]
-    return torch.cat(blocks).reshape(lead)
+    best, single = (torch.cat(part) for part in zip(*parts, strict=True))
+    unsure = (~single).nonzero().squeeze(-1)  # the one host read
+    if len(unsure):
+        best[unsure] = _resolve(rows[unsure], codes, search, chunk, block)
+    return best.reshape(lead)
+
+
+def _resolve(
+    rows: Tensor, codes: Tensor, search: _Expansion, chunk: int, block: int
+) -> Tensor:
+    """The nearest code of rows whose best code by the expansion is uncertain: the
+    exact best of its ``CANDIDATES`` best where the next is certainly farther, else
+    the best of every code."""
+    parts = [
+        search.candidates(rows[start : start + chunk])
+        for start in range(0, len(rows), chunk)
+    ]
+    candidates, sure = (torch.cat(part) for part in zip(*parts, strict=True))
+    best = _rerank(rows, codes, candidates)
+    far = (~sure).nonzero().squeeze(-1)
+    if len(far):
+        best[far] = _search_all(rows[far], codes, block)
+    return best
+
+
+def _rerank(rows: Tensor, codes: Tensor, candidates: Tensor) -> Tensor:
+    """The candidate ``(n, m)`` of least ``‖x − e‖²`` by direct differences in the
+    dtype of ``codes`` (ties: lowest index)."""
+    candidates = candidates.sort(-1).values
+    exact = (rows[:, None].to(codes.dtype) - codes[candidates]).square().sum(-1)
+    return candidates.gather(-1, exact.argmin(-1, keepdim=True)).squeeze(-1)
+
+
+def _search_all(rows: Tensor, codes: Tensor, block: int) -> Tensor:
+    """Argmin over every code of ``‖x − e‖²`` by direct differences in the dtype of
+    ``codes``, ``block`` rows at a time (ties: first index)."""
+    found = [
+        (rows[start : start + block, None].to(codes.dtype) - codes)
+        .square()
+        .sum(-1)
+        .argmin(-1)
+        for start in range(0, len(rows), block)
+    ]
+    return torch.cat(found) if found else rows.new_empty(0, dtype=torch.long)
+
+
+def _roundoff(work: torch.dtype) -> float:
+    """Twice the unit roundoff of ``work``, or of the reduced precision (TF32,
+    bfloat16) that torch's float32 matrix products may use on request."""
+    eps = torch.finfo(work).eps
+    if work == torch.float32:
+        reduced = {"high": 2.0**-10, "medium": 2.0**-7}
+        eps = max(eps, reduced.get(torch.get_float32_matmul_precision(), eps))
+    return eps
+
+
+# Codes per lane of the search for the least two entries of a row: a multiple of the
+# SIMD width, so that the first minimum runs across lanes, vectorised.
+LANES = 32
+
+
+def _least_two(approx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For each row of ``approx`` ``(n, K)``, ``K`` a multiple of ``LANES``: an index
+    of its least entry, that entry, and the least of the others (a row's argmin on
+    a CPU is scalar code; ``amin`` over lanes is not)."""
+    n = approx.shape[0]
+    lanes = approx.view(n, -1, LANES)  # entry g·LANES + w sits in lane w
+    lane_min = lanes.amin(1)
+    lane = lane_min.argmin(-1, keepdim=True)
+    along = lanes.gather(2, lane[:, None].expand(n, lanes.shape[1], 1)).squeeze(2)
+    step = along.argmin(-1, keepdim=True)
+    others = torch.minimum(
+        lane_min.scatter(-1, lane, math.inf).amin(-1),
+        along.scatter(-1, step, math.inf).amin(-1),
+    )
+    first = lane_min.gather(-1, lane).squeeze(-1)
+    return (step * LANES + lane).squeeze(-1), first, others
+
+
+class _Expansion:
+    """The codes ranked by ``‖e − c‖² − 2 (z − c)·(e − c)`` (``c`` the mean code, so
+    that a common offset cancels before the product), and how far the ranking is
+    certain.
+
+    The error of the expansion of ``‖z − e‖²`` minus the row's constant ``‖z − c‖²``,
+    centring included, is at most ``(d + 4) u S²`` with ``S = ‖z − c‖ + max ‖e − c‖``
+    (``d u`` from the dot product, ``4 u`` from the centring and the sums; Higham,
+    Accuracy and Stability of Numerical Algorithms, §3.1); ``d + 8`` times twice
+    ``u`` leaves a margin. A code ranked below another by more than two such errors
+    is truly farther.
+    """
+
+    def __init__(self, codebook: Tensor) -> None:
+        work = _checks.compute_dtype(codebook.dtype)
+        codes = codebook.to(work)
+        self.work, self.centre = work, codes.mean(0)
+        self.centred = codes - self.centre
+        self.square = self.centred.square().sum(-1)
+        self.radius = self.square.max().sqrt()
+        self.bound = 2 * (codes.shape[1] + 8) * _roundoff(work)
+        pad = -codes.shape[0] % LANES  # codes at infinity fill the last lane group
+        self.padded = nn.functional.pad(self.centred, (0, 0, 0, pad))
+        self.padded_square = nn.functional.pad(self.square, (0, pad), value=math.inf)
+
+    def _approx(
+        self, z: Tensor, codes: Tensor, square: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The expansion ``(n, K)`` for the rows ``z``, and twice its error bound."""
+        x = z.to(self.work) - self.centre
+        approx = torch.addmm(square, x, codes.T, alpha=-2)
+        return approx, self.bound * (x.norm(dim=-1) + self.radius).square()
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """For the rows ``z``: the best code by the expansion, and whether it is
+        certainly the nearest (every other code ranked behind by more than the
+        margin; not so where a padding code, NaN, came first)."""
+        approx, margin = self._approx(z, self.padded, self.padded_square)
+        best, first, others = _least_two(approx)
+        return best, others - first > margin
+
+    def candidates(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """For the rows ``z``: their ``CANDIDATES`` best codes by the expansion, and
+        whether the nearest code is certainly among them."""
+        approx, margin = self._approx(z, self.centred, self.square)
+        gap, candidates = approx.topk(CANDIDATES + 1, largest=False)
+        return candidates[:, :CANDIDATES], gap[:, -1] - gap[:, 0] > margin
 
 
 def _unit(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,6 +1,7 @@
 """Vector quantisation: ``kexue.generative.simvq`` against vector-quantize-pytorch.
 
-* ``nearest_code``: kexue's (direct differences, chunks of 4096 rows) against the
+* ``nearest_code``: kexue's (matmul ranking certified by a rounding bound, exact re-rank of
+  uncertain rows, chunks of 4096 rows) against the
   ``torch.cdist(z, codebook).argmin(-1)`` people write (cdist's matmul expansion).
 * ``vq``: the forward of ``VectorQuantizer`` (plain, and ``transform="linear"``, SimVQ)
   against the peer's ``VectorQuantize(learnable_codebook=True, ema_update=False)`` and
@@ -52,7 +53,7 @@ register(
             Candidate(
                 "kexue nearest_code",
                 lambda i: nearest_code(i.z, i.codebook),
-                note="direct differences, 4096 rows per block",
+                note="certified matmul ranking, exact re-rank, 4096 rows per block",
             ),
         ],
         reference="cdist + argmin",

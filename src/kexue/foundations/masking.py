@@ -204,9 +204,13 @@ def masked_softmax(logits: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     if scores.shape[dim] == 0:
         return scores.to(logits.dtype)
     live = scores.amax(dim, keepdim=True) != -torch.inf  # False: nothing to attend
-    # torch's fused softmax on rows that read zeros where nothing is live (finite there,
-    # gradient too), then zeros for those rows: no host synchronisation picks a path.
-    # NaN or +inf kept in a row leaves it live, and softmax makes it NaN.
+    if scores.device.type == "cpu" and bool(live.all()):
+        # On the CPU reading `live` synchronises nothing: every row live, the two
+        # passes below are identities and torch's fused softmax is the whole answer.
+        return torch.softmax(scores, dim).to(logits.dtype)
+    # Rows with nothing live read zeros (softmax and its gradient finite there) and
+    # give zeros; no host read chooses the path on an accelerator. NaN or +inf kept
+    # in a row leaves it live, and softmax makes it NaN.
     weights = torch.softmax(torch.where(live, scores, 0.0), dim)
     return torch.where(live, weights, 0.0).to(logits.dtype)
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from kexue import _checks
+from kexue.attention.entropy_scale import attention_entropy
 
 __all__ = [
     "VectorQuantizer",
@@ -303,8 +304,7 @@ def codebook_usage(indices: Tensor, num_codes: int) -> tuple[float, float]:
             f"[{low}, {high}]"
         )
     counts = torch.bincount(flat, minlength=num_codes).to(torch.float64)
-    p = counts / counts.sum()
-    entropy = -(p * torch.where(p > 0, p, 1.0).log()).sum()
+    entropy = attention_entropy(counts / counts.sum())  # nats, 0 log 0 = 0
     return float((counts > 0).double().mean()), float(entropy.exp())
 
 

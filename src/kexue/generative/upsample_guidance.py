@@ -456,8 +456,8 @@ def _box_gain(f: Tensor, s: int) -> Tensor:
 def _pooled_power(power: Power, s: int, fy: Tensor, fx: Tensor) -> Tensor:
     """The spectrum of ``D[x]`` for a field of spectrum ``power``: the ``s²`` aliases
     ``(f + m)/s`` of each frequency, weighted by the box filter, over ``s²``."""
-    total = torch.zeros(torch.broadcast_shapes(fy.shape, fx.shape), dtype=fy.dtype)
-    total = total.to(fy.device)
+    shape = torch.broadcast_shapes(fy.shape, fx.shape)
+    total = torch.zeros(shape, dtype=fy.dtype, device=fy.device)
     for my in range(s):
         for mx in range(s):
             gy, gx = (fy + my) / s, (fx + mx) / s

@@ -16,6 +16,7 @@ Exits with status 1 if a candidate failed its correctness check (the file is wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import json
@@ -33,39 +34,22 @@ MODULES = ("rope", "attention", "hippo", "kernels", "vq", "bert")  # registered 
 for module in MODULES:
     importlib.import_module(f"benchmarks.{module}")
 QUICK_DIR = Path("_build") / "bench-quick"
-PEERS = (
-    "rotary-embedding-torch",
-    "performer-pytorch",
-    "nystrom-attention",
-    "transformers",
-    "POT",
-    "entropy-estimators",
-    "infomap",
-    "vector-quantize-pytorch",
-)
-SETTINGS = {
-    "quick": Settings(
-        rounds=3, min_rounds=3, block_seconds=0.002, group_seconds=0.5, warmup=1
-    ),
-    "short": Settings(
-        rounds=7, min_rounds=5, block_seconds=0.005, group_seconds=1.0, warmup=2
-    ),
-    "cuda": Settings(
-        rounds=15, min_rounds=5, block_seconds=0.01, group_seconds=6.0, warmup=3
-    ),
-    "cpu": Settings(
-        rounds=7, min_rounds=5, block_seconds=0.02, group_seconds=6.0, warmup=2
-    ),
+PEERS = """rotary-embedding-torch performer-pytorch nystrom-attention transformers POT
+entropy-estimators infomap vector-quantize-pytorch""".split()  # distributions
+SETTINGS = {  # rounds, min_rounds, block_seconds, group_seconds, warmup
+    "quick": Settings(3, 3, 0.002, 0.5, 1),
+    "short": Settings(7, 5, 0.005, 1.0, 2),
+    "cuda": Settings(15, 5, 0.01, 6.0, 3),
+    "cpu": Settings(7, 5, 0.02, 6.0, 2),
 }
 
 
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
+    """The installed version of each peer (None: not installed, its rows skipped)."""
+    found: dict[str, str | None] = dict.fromkeys(PEERS)
     for dist in PEERS:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            found[dist] = None
     return found
 
 
@@ -78,52 +62,52 @@ def select(spec: str) -> list[str]:
     return names
 
 
+def threads(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number, at least 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--suites", default="")
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu"
     )
-    for flag in ("--quick", "--short", "--compile", "--merge"):
-        parser.add_argument(flag, action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
+    sizes = parser.add_mutually_exclusive_group()
+    for group, flag in ((sizes, "--quick"), (sizes, "--short"), (parser, "--compile")):
+        group.add_argument(flag, action="store_true")
+    parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--threads", type=threads, metavar="N")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
+    if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick and args.short:
-        parser.error("--quick and --short exclude each other")
     names = select(args.suites) if args.suites else list(REGISTRY)
     device = torch.device(args.device)
     size = "quick" if args.quick else "short" if args.short else "full"
     settings = SETTINGS.get(size, SETTINGS["cuda" if device.type == "cuda" else "cpu"])
     rope.COMPILE["cpu"] = args.compile
     results = Results.new(device, settings, versions())
-    results.settings.update(
-        size=size, suites=names, argv=sys.argv[1:] if argv is None else argv
-    )
+    argv = sys.argv[1:] if argv is None else argv
+    results.settings.update(size=size, suites=names, argv=argv)
+    info = results.device
     print(
-        f"kexue benchmarks on {results.device['name']} ({device.type}, "
-        f"{results.device['threads']} threads), torch {torch.__version__}"
+        f"kexue benchmarks on {info['name']} ({device.type}, {info['threads']} threads)"
     )
     start = time.perf_counter()
     for name in names:
         print(f"\n##### {name}")
         results.rows += run(REGISTRY[name], device, settings, size)
+    why = "not installed: its rows were skipped"
     results.skipped = [
-        {"what": d, "reason": "not installed: its rows were skipped"}
-        for d, v in results.peers.items()
-        if v is None
+        {"what": d, "reason": why} for d, v in results.peers.items() if not v
     ]
     results.wall_seconds = round(time.perf_counter() - start, 1)
     results.load_average["end"] = load_average()
-    out = args.out or (
-        QUICK_DIR / f"{results.device['slug']}.json" if args.quick else None
-    )
+    out = args.out or (QUICK_DIR / f"{info['slug']}.json" if args.quick else None)
     if args.merge:
-        merge_previous(results, out or RESULTS_DIR / f"{results.device['slug']}.json")
+        merge_previous(results, out or RESULTS_DIR / f"{info['slug']}.json")
     path = results.write(out)
     print(f"\nwrote {path} ({len(results.rows)} rows, {results.wall_seconds} s)")
     failed = [r for r in results.rows if r.status == "failed check"]

@@ -3,16 +3,15 @@ Fastformer as the sequence grows (``attention``, ``attention_causal``); Performe
 Nyström against their PyPI peers at equal budget (``approx_sweep``); relu² attention
 and the gated attention unit against SDPA (``relu2``, ``gau``).
 
-Inputs (:func:`structured_inputs`): as in a transformer layer, ``q, k, v`` are random
-linear maps of layer-normalised hidden states that drift smoothly along the sequence
-(iid Gaussian queries make softmax attention almost uniform and measure no
-approximation fairly). Shape ``(batch, heads, n, 64)``, float32 on the CPU, bfloat16
-on CUDA. An approximation's error is the relative Frobenius error against float32
-SDPA of the same inputs; each group records mean pooling's error as the baseline.
-Performer uses ``m = 256`` features, Nyström 64 landmarks, the peers the same budget;
-performer-pytorch gets kexue's projection (checked: with ``eps = 0`` both agree to
-rounding). nystrom-attention's layer runs with its projections replaced by the
-identity. Fastformer is a whole layer (its projections included).
+Inputs (:func:`structured_inputs`): ``q, k, v`` are random linear maps of
+layer-normalised hidden states that drift smoothly along the sequence, as in a
+transformer layer (iid Gaussian queries make softmax attention almost uniform and
+measure no approximation fairly); ``(batch, heads, n, 64)``, float32 on the CPU,
+bfloat16 on CUDA. An approximation's error is the relative Frobenius error against
+float32 SDPA; each group records mean pooling's error as the baseline. Performer uses
+``m = 256`` features, Nyström 64 landmarks, the peers the same budget; performer-pytorch
+gets kexue's projection (with ``eps = 0`` both agree to rounding); nystrom-attention's
+layer runs with the identity for its projections. Fastformer is a whole layer.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.harness import compare, relative_error
-from benchmarks.registry import Benchmark, Candidate, Inputs, register
+from benchmarks.registry import Benchmark, Candidate, Inputs, register, unchecked
 from kexue.attention.fastformer import FastformerAttention
 from kexue.attention.gau import GatedAttentionUnit, relu2_attention
 from kexue.attention.linear import (
@@ -71,24 +70,22 @@ def mean_pooling_error(v: torch.Tensor, exact: torch.Tensor, causal: bool) -> fl
 
 
 def inputs(size: dict, device: torch.device) -> Inputs:
-    n, causal = size["n"], size.get("causal", False)
-    q, k, v = structured_inputs(size["batch"], size["heads"], n, seed=n)
+    """The inputs, float32 SDPA, and the Performer projections: one for the lengths,
+    ``ERROR_DRAWS`` for a budget ``m`` of the sweep (the first of them is timed)."""
+    n, causal, budget = size["n"], size.get("causal", False), size.get("budget")
     dtype = getattr(torch, size["dtype"])
+    q, k, v = structured_inputs(size["batch"], size["heads"], n, seed=n)
     q, k, v = (t.to(device=device, dtype=dtype) for t in (q, k, v))
     exact = F.scaled_dot_product_attention(
         q.float(), k.float(), v.float(), is_causal=causal
     )
-    features = size.get("budget", FEATURES)  # Performer's m; Nyström's is i.m
-    seeds = (
-        [features * 1000 + j for j in range(ERROR_DRAWS)] if "budget" in size else [0]
-    )
+    seeds = [budget * 1000 + j for j in range(ERROR_DRAWS)] if budget else [0]
     projections = [
         orthogonal_gaussian(
-            features, HEAD_DIM, generator=torch.Generator().manual_seed(x)
+            budget or FEATURES, HEAD_DIM, generator=torch.Generator().manual_seed(s)
         ).to(device, dtype)
-        for x in seeds
+        for s in seeds
     ]
-    m = size.get("budget", LANDMARKS)
     return Inputs(
         q=q,
         k=k,
@@ -96,7 +93,8 @@ def inputs(size: dict, device: torch.device) -> Inputs:
         exact=exact,
         causal=causal,
         n=n,
-        m=m,
+        m=budget or LANDMARKS,
+        method=size.get("method"),
         proj=projections[0],
         projections=projections,
         tol=1e-4 if dtype == torch.float32 else 2e-2,
@@ -120,22 +118,19 @@ def sdpa(backend: SDPBackend):
 
 
 def math_too_big(i: Inputs) -> str | None:
-    b, h, n, _ = i.q.shape
-    need = 3 * b * h * n * n * max(4, i.q.element_size())
-    dev = i.q.device
+    """Why the math backend is skipped: its ``n x n`` scores would not fit."""
+    need = 3 * i.q[..., 0].numel() * i.n * max(4, i.q.element_size())
+    gpu = i.q.device.type == "cuda"
     limit = (
-        0.4 * torch.cuda.get_device_properties(dev).total_memory
-        if dev.type == "cuda"
-        else 2e9
+        0.4 * torch.cuda.get_device_properties(i.q.device).total_memory if gpu else 2e9
     )
-    return (
-        f"would need about {need / 1e9:.1f} GB for the n x n scores"
-        if need > limit
-        else None
-    )
+    if need > limit:
+        return f"would need about {need / 1e9:.1f} GB for the n x n scores"
+    return None
 
 
 def linear_check(i: Inputs, out: torch.Tensor) -> dict | None:
+    """Causal linear attention against its quadratic masked form (up to CHECK_UP_TO)."""
     if not i.causal or i.n > CHECK_UP_TO:
         return None
     phi_q, phi_k = F.elu(i.q.float()) + 1, F.elu(i.k.float()) + 1
@@ -149,87 +144,79 @@ def performer_layer(projection: torch.Tensor, causal: bool):
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints about its CUDA kernel
         layer = performer_pytorch.FastAttention(
-            dim_heads=projection.shape[1],
-            nb_features=projection.shape[0],
-            causal=causal,
+            dim_heads=projection.shape[1], nb_features=len(projection), causal=causal
         )
     layer.projection_matrix = projection.clone()
     return layer
 
 
 def performer_same_features(i: Inputs, out: torch.Tensor) -> dict:
-    """kexue and performer-pytorch compute the same FAVOR+ features: with the
-    stabilising ``eps`` at 0 their non-causal outputs agree to rounding. Also records
-    their difference at the default ``eps`` and the error both have with ``eps = 0``."""
+    """With the stabilising ``eps`` at 0, kexue's and performer-pytorch's FAVOR+
+    features give the same non-causal output to rounding. Also records their difference
+    at the default ``eps`` and the error both have with ``eps = 0``."""
     import performer_pytorch.performer_pytorch as pp
 
     q, k, v, proj = i.q, i.k, i.v, i.proj
     phi_q = favor_features(q, proj, is_query=True, eps=0.0)
     phi_k = favor_features(k, proj, is_query=False, eps=0.0)
     ours = (phi_q @ (phi_k.mT @ v)) / (phi_q @ phi_k.sum(-2).unsqueeze(-1))
-    kernel = pp.softmax_kernel
     theirs = pp.linear_attention(
-        kernel(q, projection_matrix=proj, is_query=True, eps=0.0),
-        kernel(k, projection_matrix=proj, is_query=False, eps=0.0),
+        pp.softmax_kernel(q, projection_matrix=proj, is_query=True, eps=0.0),
+        pp.softmax_kernel(k, projection_matrix=proj, is_query=False, eps=0.0),
         v,
     )
     check = compare(theirs, ours, tol=i.tol * 10, against="kexue FAVOR+, both eps = 0")
     default = performer_layer(proj, False)(q, k, v)
-    check["difference_at_default_eps"] = relative_error(
-        default, performer_attention(q, k, v, proj)
-    )
-    exact = (
-        i.exact
-        if not i.causal
-        else F.scaled_dot_product_attention(q.float(), k.float(), v.float())
-    )
-    check["error_with_eps_0"] = relative_error(ours, exact)
-    return check
+    exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    return check | {
+        "difference_at_default_eps": relative_error(
+            default, performer_attention(q, k, v, proj)
+        ),
+        "error_with_eps_0": relative_error(ours, exact),
+    }
+
+
+def performer_peer(i: Inputs):
+    layer = performer_layer(i.proj, i.causal)
+    return lambda: layer(i.q, i.k, i.v)
+
+
+def performer_draws(peer: bool):
+    """Errors against exact attention over the projections (Performer's is random)."""
+
+    def attend(i: Inputs, p: torch.Tensor) -> torch.Tensor:
+        if peer:
+            return performer_layer(p, i.causal)(i.q, i.k, i.v)
+        return performer_attention(i.q, i.k, i.v, p, causal=i.causal)
+
+    return lambda i: [relative_error(attend(i, p), i.exact) for p in i.projections]
 
 
 def nystrom_peer(i: Inputs):
-    """nystrom-attention's layer on the given q, k, v (float32: it raises in half)."""
+    """nystrom-attention's layer on the given q, k, v (float32: it raises in half),
+    heads packed into its input with the identity for its projections."""
     import nystrom_attention as na
 
-    b, h, n, d = i.q.shape
+    h, d = i.q.shape[1], i.q.shape[3]
     layer = na.NystromAttention(
-        dim=h * d,
-        dim_head=d,
-        heads=h,
-        num_landmarks=i.m,
-        pinv_iterations=6,
-        residual=False,
+        h * d, d, h, num_landmarks=i.m, pinv_iterations=6, residual=False
     )
+    layer.to_qkv, layer.to_out = nn.Identity(), nn.Identity()  # no parameters left
     packed = torch.cat(
-        [t.float().transpose(1, 2).reshape(b, n, h * d) for t in (i.q, i.k, i.v)], -1
+        [t.float().transpose(1, 2).flatten(2) for t in (i.q, i.k, i.v)], -1
     )
-    layer.to_qkv = _Constant(packed)
-    layer.to_out = nn.Identity()
-    layer = layer.to(i.q.device)
     return lambda: layer(packed)
+
+
+def heads_first(i: Inputs, out: torch.Tensor) -> torch.Tensor:
+    return out.unflatten(-1, (i.q.shape[1], -1)).transpose(1, 2)
 
 
 def nystrom_check(i: Inputs, out: torch.Tensor) -> dict:
     ours = nystrom_attention(i.q, i.k, i.v, num_landmarks=i.m)
     return compare(
-        _heads_first(i, out), ours, tol=0.05, against="kexue nystrom_attention"
+        heads_first(i, out), ours, tol=0.05, against="kexue nystrom_attention"
     )
-
-
-def _heads_first(i: Inputs, out: torch.Tensor) -> torch.Tensor:
-    b, h, n, d = i.q.shape
-    return out.view(b, n, h, d).transpose(1, 2)
-
-
-class _Constant(nn.Module):
-    """Stands in for a projection: returns a fixed tensor whatever the input."""
-
-    def __init__(self, value: torch.Tensor) -> None:
-        super().__init__()
-        self.value = value
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value
 
 
 def fastformer(i: Inputs):
@@ -243,50 +230,29 @@ def finite(i: Inputs, out: torch.Tensor) -> dict:
     return {"against": "finite output", "passed": bool(torch.isfinite(out).all())}
 
 
-def none(i: Inputs, out: object) -> None:
-    return None
+def kexue_performer(i: Inputs) -> torch.Tensor:
+    return performer_attention(i.q, i.k, i.v, i.proj, causal=i.causal)
 
 
-def draws(attend):
-    """Errors against exact attention over the projections (Performer's is random)."""
-    return lambda i: [relative_error(attend(i, p), i.exact) for p in i.projections]
+def kexue_nystrom(i: Inputs) -> torch.Tensor:
+    return nystrom_attention(i.q, i.k, i.v, num_landmarks=i.m)
 
 
-def kexue_performer(i: Inputs, p: torch.Tensor) -> torch.Tensor:
-    return performer_attention(i.q, i.k, i.v, p, causal=i.causal)
-
-
-def peer_performer(i: Inputs, p: torch.Tensor) -> torch.Tensor:
-    return performer_layer(p, i.causal)(i.q, i.k, i.v)
-
-
-def lengths(causal: bool, kind: str) -> list[dict]:
-    ns, shape = {
-        "quick": ((64, 128), (1, 2, "float32")),
-        "cpu": ((256, 512, 1024, 2048, 4096), (1, 4, "float32")),
-        "cuda": ((256, 512, 1024, 2048, 4096, 8192, 16384), (2, 8, "bfloat16")),
-        "short": ((1024, 8192), (2, 8, "bfloat16")),
-    }[kind]
-    return [
-        dict(
-            zip(("n", "batch", "heads", "dtype"), (n, *shape), strict=True),
-            causal=causal,
-        )
-        for n in ns
-    ]
-
-
-def _suffix(causal: bool) -> str:
-    return ", causal" if causal else ""
-
-
-def performer_peer(i: Inputs):
-    layer = performer_layer(i.proj, i.causal)
-    return lambda: layer(i.q, i.k, i.v)
+NYSTROM_PEER = dict(
+    make=nystrom_peer, peer="nystrom_attention", approx=True, view=heads_first
+)
+PERFORMER_PEER = dict(make=performer_peer, peer="performer_pytorch", approx=True)
+LENGTHS = {
+    "quick": ((64, 128), (1, 2, "float32")),
+    "cpu": ((256, 512, 1024, 2048, 4096), (1, 4, "float32")),
+    "cuda": ((256, 512, 1024, 2048, 4096, 8192, 16384), (2, 8, "bfloat16")),
+    "short": ((1024, 8192), (2, 8, "bfloat16")),
+}
 
 
 def length_suite(causal: bool) -> Benchmark:
-    s = _suffix(causal)
+    s = ", causal" if causal else ""
+    performer = f"performer-pytorch{s}"
     candidates = [
         Candidate(
             f"SDPA flash{s}",
@@ -296,67 +262,65 @@ def length_suite(causal: bool) -> Benchmark:
             ),
         ),
         Candidate(
-            f"SDPA math{s}", sdpa(SDPBackend.MATH), skip=math_too_big, check=none
+            f"SDPA math{s}", sdpa(SDPBackend.MATH), skip=math_too_big, check=unchecked
         ),
         Candidate(
             f"kexue linear_attention{s}",
             lambda i: linear_attention(i.q, i.k, i.v, causal=i.causal),
+            "elu + 1 features; not an approximation of softmax",
             check=linear_check,
-            note="elu + 1 features; not an approximation of softmax",
         ),
         Candidate(
             f"kexue performer_attention{s}",
-            lambda i: kexue_performer(i, i.proj),
+            kexue_performer,
+            f"m = {FEATURES}",
             approx=True,
-            note=f"m = {FEATURES}",
+            versus=performer,
         ),
         Candidate(
-            f"performer-pytorch{s}",
-            make=performer_peer,
-            peer="performer_pytorch",
-            approx=True,
-            check=performer_same_features,
+            performer,
             note=f"m = {FEATURES}, kexue's projection"
             + ("; its non-CUDA causal loop" if causal else ""),
+            check=performer_same_features,
+            **PERFORMER_PEER,
         ),
     ]
     if not causal:
         candidates += [
             Candidate(
                 "kexue nystrom_attention",
-                lambda i: nystrom_attention(i.q, i.k, i.v, num_landmarks=LANDMARKS),
+                kexue_nystrom,
+                f"{LANDMARKS} landmarks, 6 pinv iterations",
                 approx=True,
-                note=f"{LANDMARKS} landmarks, 6 pinv iterations",
+                versus="nystrom-attention",
             ),
             Candidate(
                 "nystrom-attention",
-                make=nystrom_peer,
-                peer="nystrom_attention",
-                approx=True,
-                view=_heads_first,
-                check=nystrom_check,
                 note="its forward includes the head merge; float32 inputs",
+                check=nystrom_check,
+                **NYSTROM_PEER,
             ),
             Candidate(
                 "kexue FastformerAttention",
+                note="a layer: includes its projections",
                 make=fastformer,
                 check=finite,
-                note="a layer: includes its projections",
             ),
         ]
     return Benchmark(
         name="attention_causal" if causal else "attention",
-        sizes={k: lengths(causal, k) for k in ("quick", "cpu", "cuda", "short")},
+        sizes={
+            kind: [
+                {"n": n, "batch": b, "heads": h, "dtype": dtype, "causal": causal}
+                for n in ns
+            ]
+            for kind, (ns, (b, h, dtype)) in LENGTHS.items()
+        },
         inputs=inputs,
         expected=lambda i: i.exact,  # float32 SDPA: the approximations' errors
         group=lambda size: f"n = {size['n']}{s}",
-        params=lambda i: {**record(i), "features": FEATURES, "landmarks": LANDMARKS},
+        params=lambda i: record(i) | {"features": FEATURES, "landmarks": LANDMARKS},
         candidates=candidates,
-        reference=(f"SDPA flash{s}", f"SDPA math{s}"),
-        versus={
-            f"kexue performer_attention{s}": f"performer-pytorch{s}",
-            **({} if causal else {"kexue nystrom_attention": "nystrom-attention"}),
-        },
     )
 
 
@@ -364,80 +328,73 @@ register(length_suite(False))
 register(length_suite(True))
 
 
-def sweep_sizes(n: int, budgets, batch: int, heads: int, dtype: str) -> list[dict]:
-    base = {"n": n, "batch": batch, "heads": heads, "dtype": dtype}
+def sweep(n: int, budgets, batch: int, heads: int, dtype: str) -> list[dict]:
     return [
-        {**base, "method": method, "budget": m}
+        {
+            "n": n,
+            "batch": batch,
+            "heads": heads,
+            "dtype": dtype,
+            "method": x,
+            "budget": m,
+        }
         for m in budgets
-        for method in ("performer", "nystrom")
-        if method == "performer" or m <= n
+        for x in ("performer", "nystrom")
+        if x == "performer" or m <= n
     ]
 
 
-def _is(method: str):
-    return lambda i: i.method == method
+def method(name: str):
+    return lambda i: i.method == name
 
 
 register(
     Benchmark(
         name="approx_sweep",
         sizes={
-            "quick": sweep_sizes(128, (16, 32), 1, 2, "float32"),
-            "cpu": sweep_sizes(1024, (16, 32, 64, 128, 256), 1, 4, "float32"),
-            "cuda": sweep_sizes(4096, (16, 32, 64, 128, 256, 512), 2, 8, "bfloat16"),
-            "short": sweep_sizes(4096, (32, 256), 2, 8, "bfloat16"),
+            "quick": sweep(128, (16, 32), 1, 2, "float32"),
+            "cpu": sweep(1024, (16, 32, 64, 128, 256), 1, 4, "float32"),
+            "cuda": sweep(4096, (16, 32, 64, 128, 256, 512), 2, 8, "bfloat16"),
+            "short": sweep(4096, (32, 256), 2, 8, "bfloat16"),
         },
+        inputs=inputs,
         expected=lambda i: i.exact,
-        inputs=lambda size, device: Inputs(
-            **vars(inputs(size, device)), method=size["method"]
-        ),
         group=lambda s: (
-            f"{'Performer' if s['method'] == 'performer' else 'Nyström'}, m = {s['budget']}, n = {s['n']}"
+            f"{'Performer' if s['method'] == 'performer' else 'Nyström'}, "
+            f"m = {s['budget']}, n = {s['n']}"
         ),
         params=record,
+        reference=("performer-pytorch", "nystrom-attention"),
         candidates=[
             Candidate(
                 "kexue performer_attention",
-                lambda i: kexue_performer(i, i.proj),
+                kexue_performer,
                 approx=True,
-                draws=draws(kexue_performer),
-                when=_is("performer"),
+                draws=performer_draws(peer=False),
+                when=method("performer"),
+                versus="performer-pytorch",
             ),
             Candidate(
                 "performer-pytorch",
-                make=performer_peer,
-                peer="performer_pytorch",
-                approx=True,
                 check=performer_same_features,
-                draws=draws(peer_performer),
-                when=_is("performer"),
+                draws=performer_draws(peer=True),
+                when=method("performer"),
+                **PERFORMER_PEER,
             ),
             Candidate(
                 "kexue nystrom_attention",
-                lambda i: nystrom_attention(i.q, i.k, i.v, num_landmarks=i.m),
+                kexue_nystrom,
                 approx=True,
-                when=_is("nystrom"),
+                when=method("nystrom"),
+                versus="nystrom-attention",
             ),
             Candidate(
                 "nystrom-attention",
-                make=nystrom_peer,
-                peer="nystrom_attention",
-                approx=True,
-                view=_heads_first,
                 check=nystrom_check,
-                when=_is("nystrom"),
+                when=method("nystrom"),
+                **NYSTROM_PEER,
             ),
         ],
-        reference=(
-            "performer-pytorch",
-            "nystrom-attention",
-            "kexue performer_attention",
-            "kexue nystrom_attention",
-        ),
-        versus={
-            "kexue performer_attention": "performer-pytorch",
-            "kexue nystrom_attention": "nystrom-attention",
-        },
     )
 )
 
@@ -452,12 +409,7 @@ def single_head(size: dict, device: torch.device) -> Inputs:
     return Inputs(q=q, k=k, v=v, n=n)
 
 
-def relu2_exact(i: Inputs) -> torch.Tensor:
-    q, k, v = (t.double() for t in (i.q, i.k, i.v))
-    return (F.relu(q @ k.mT / math.sqrt(q.shape[-1])).square() / i.n) @ v
-
-
-def relu2_explicit(i: Inputs) -> torch.Tensor:
+def relu2_written_out(i: Inputs) -> torch.Tensor:
     """relu² attention as one writes it: two matmuls and the elementwise steps."""
     scores = i.q @ i.k.mT / math.sqrt(i.q.shape[-1])
     return (F.relu(scores).square() / i.n) @ i.v
@@ -468,34 +420,34 @@ def softmax_check(i: Inputs, out: torch.Tensor) -> dict:
     return compare(out, exact, tol=1e-4, against="float64 softmax attention")
 
 
-SEQ = {
-    "quick": [{"n": 64, "batch": 1}],
-    "cpu": [{"n": n, "batch": 4} for n in (256, 1024, 2048)],
-    "cuda": [{"n": n, "batch": 16} for n in (512, 2048, 8192)],
-}
 register(
     Benchmark(
         name="relu2",
-        sizes=SEQ,
+        sizes={
+            "quick": [{"n": 64, "batch": 1}],
+            "cpu": [{"n": n, "batch": 4} for n in (256, 1024, 2048)],
+            "cuda": [{"n": n, "batch": 16} for n in (512, 2048, 8192)],
+        },
         inputs=single_head,
-        expected=relu2_exact,
-        tol=1e-5,
+        expected=lambda i: relu2_written_out(
+            Inputs(q=i.q.double(), k=i.k.double(), v=i.v.double(), n=i.n)
+        ),
         candidates=[
             Candidate(
                 "SDPA (softmax)",
                 lambda i: F.scaled_dot_product_attention(i.q, i.k, i.v),
+                "the attention people call; softmax, not relu²",
                 check=softmax_check,
-                note="the attention people call; softmax, not relu²",
             ),
             Candidate(
-                "kexue relu2_attention", lambda i: relu2_attention(i.q, i.k, i.v)
+                "kexue relu2_attention",
+                lambda i: relu2_attention(i.q, i.k, i.v),
+                versus="SDPA (softmax)",
             ),
             Candidate(
-                "relu² written out", relu2_explicit, note="matmul, relu, square, matmul"
+                "relu² written out", relu2_written_out, "matmul, relu, square, matmul"
             ),
         ],
-        reference="SDPA (softmax)",
-        versus={"kexue relu2_attention": "SDPA (softmax)"},
     )
 )
 
@@ -509,12 +461,14 @@ def gau_inputs(size: dict, device: torch.device) -> Inputs:
     return Inputs(x=x, unit=unit, soft=soft)
 
 
+@torch.no_grad()
 def gau_sdpa(i: Inputs) -> torch.Tensor:
     """The GAU with its attention by SDPA: the same projections and output layer."""
     u, v, q, k = i.unit._project(i.x)
     return i.unit.dense_out(u * F.scaled_dot_product_attention(q, k, v))
 
 
+GAU_SDPA = "GAU, attention by SDPA"
 register(
     Benchmark(
         name="gau",
@@ -525,26 +479,20 @@ register(
         },
         inputs=gau_inputs,
         expected=lambda i: i.soft(i.x),
-        tol=1e-5,
         candidates=[
-            Candidate(
-                "GAU, attention by SDPA", torch.no_grad()(gau_sdpa), note="softmax"
-            ),
+            Candidate(GAU_SDPA, gau_sdpa, "softmax"),
             Candidate(
                 "kexue GatedAttentionUnit, softmax",
                 torch.no_grad()(lambda i: i.soft(i.x)),
+                versus=GAU_SDPA,
             ),
             Candidate(
                 "kexue GatedAttentionUnit, relu²",
                 torch.no_grad()(lambda i: i.unit(i.x)),
+                "dim 384, e = 768, s = 128, RoPE",
                 check=finite,
-                note="dim 384, e = 768, s = 128, RoPE",
+                versus=GAU_SDPA,
             ),
         ],
-        reference="GAU, attention by SDPA",
-        versus={
-            "kexue GatedAttentionUnit, relu²": "GAU, attention by SDPA",
-            "kexue GatedAttentionUnit, softmax": "GAU, attention by SDPA",
-        },
     )
 )

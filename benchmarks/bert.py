@@ -53,17 +53,16 @@ register(
             Candidate(
                 "transformers BertModel",
                 make=bert_model,
+                note="its default attention (SDPA)",
                 peer="transformers",
                 view=lambda i, out: out[i.mask],
-                note="its default attention (SDPA)",
             ),
             Candidate(
                 "kexue BertEncoder",
                 torch.inference_mode()(lambda i: i.encoder(i.ids, i.mask)),
                 view=lambda i, out: out[i.mask],
+                versus="transformers BertModel",
             ),
         ],
-        reference=("transformers BertModel", "kexue BertEncoder"),
-        versus={"kexue BertEncoder": "transformers BertModel"},
     )
 )

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch.utils.benchmark import Timer
 
-from kexue.measure import peak_memory
+from kexue.measure import peak_memory as peak_memory  # re-exported: the registry
 
 SCHEMA_VERSION = 2
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -89,10 +89,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def peak_bandwidth(device_name: str) -> float | None:
-    return next(
-        (v for k, v in PEAK_BANDWIDTH if k.lower() in device_name.lower()), None
-    )
+def peak_bandwidth(device: str) -> float | None:
+    return next((v for k, v in PEAK_BANDWIDTH if k.lower() in device.lower()), None)
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
@@ -121,10 +119,8 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 
 def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+    loads = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return [round(x, 2) for x in loads] if loads else None
 
 
 # --- timing -----------------------------------------------------------------------------
@@ -210,25 +206,20 @@ def paired_ratios(
 
 # --- checks before timing ---------------------------------------------------------------
 def compare(
-    actual: torch.Tensor,
-    expected: torch.Tensor,
-    *,
-    tol: float,
-    against: str,
-    relative: bool = True,
+    actual: torch.Tensor, expected: torch.Tensor, *, tol: float, against: str
 ) -> dict[str, Any]:
-    """Check record: the largest difference, relative to the largest magnitude of
-    ``expected`` (or absolute), against a tolerance."""
+    """Check record: the largest difference relative to the largest magnitude of
+    ``expected``, against a tolerance."""
     if actual.shape != expected.shape:
         shapes = f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
         return {"against": against, "passed": False, "reason": shapes}
     diff = (actual.double() - expected.double()).abs().max().item()
-    scale = expected.double().abs().max().item() if relative else 1.0
+    scale = expected.double().abs().max().item()
     value = diff / scale if scale else diff
     return {
         "against": against,
         "max_abs_diff": diff,
-        "measure": "max |diff| / max |expected|" if relative else "max |diff|",
+        "measure": "max |diff| / max |expected|",
         "value": value,
         "tol": tol,
         "passed": bool(value <= tol and math.isfinite(value)),
@@ -336,15 +327,6 @@ class Results:
         return path
 
 
-def validate(data: dict[str, Any]) -> list[str]:
-    """What is wrong with a results dictionary (empty when it is well formed)."""
-    try:
-        Results.from_dict(data)
-    except (TypeError, ValueError) as err:
-        return [f"{type(err).__name__}: {err}"]
-    return []
-
-
 def _json(value: object) -> object:
     if isinstance(value, torch.dtype):
         return str(value).removeprefix("torch.")
@@ -355,31 +337,17 @@ def _json(value: object) -> object:
 
 def format_rows(rows: Sequence[Row]) -> str:
     """A plain-text table of one group's rows, for the console."""
-    if not rows:
-        return ""
-    first = rows[0]
-    lines = [f"== {first.suite}: {first.group} (reference: {first.reference})"]
+    lines = [f"== {r.suite}: {r.group} (reference: {r.reference})" for r in rows[:1]]
     for r in rows:
-        if r.status != "ok" or not (r.time_s and r.ratio_to_reference):
+        if not (r.status == "ok" and r.time_s and r.ratio_to_reference):
             lines.append(f"   {r.candidate:<40} {r.status}: {r.note or r.check}")
             continue
-        t, q, mem = r.time_s, r.ratio_to_reference, r.peak_memory_bytes
-        text = (
-            f"   {r.candidate:<40} {format_seconds(t.median):>9}"
-            f"  ratio {q.median:6.3f} [{q.q25:.3f}, {q.q75:.3f}]"
-            f"  mem {'-' if mem is None else f'{mem / 2**20:8.2f} MiB'}"
+        t, q, mem = r.time_s.median, r.ratio_to_reference, r.peak_memory_bytes
+        err = "" if r.error_vs_exact is None else f"  err {r.error_vs_exact:.2e}"
+        lines.append(
+            f"   {r.candidate:<40} {t * 1e3:9.4g} ms  ratio {q.median:6.3f} "
+            f"[{q.q25:.3f}, {q.q75:.3f}]  mem "
+            + ("-" if mem is None else f"{mem / 2**20:8.2f} MiB")
+            + err
         )
-        if r.error_vs_exact is not None:
-            text += f"  err {r.error_vs_exact:.2e}"
-        lines.append(text)
     return "\n".join(lines)
-
-
-def format_seconds(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-__all__ = ["Results", "Row", "Settings", "Stats", "compare", "peak_memory"]

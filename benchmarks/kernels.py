@@ -41,6 +41,9 @@ def logits(size: dict, device: torch.device) -> Inputs:
     return Inputs(x=x, mask=mask)
 
 
+TORCH = "torch.masked.softmax"
+
+
 def softmax_exact(i: Inputs) -> torch.Tensor:
     return torch.softmax(i.x.double().masked_fill(~i.mask, -math.inf), -1)
 
@@ -60,25 +63,22 @@ register(
             ],
         },
         inputs=logits,
-        params=lambda i: {"MB": i.x.numel() * i.x.element_size() / 1e6},
         expected=softmax_exact,
         tol=1e-6,
+        floor=True,
         candidates=[
+            Candidate(TORCH, lambda i: torch.masked.softmax(i.x, -1, mask=i.mask)),
             Candidate(
-                "torch.masked.softmax",
-                lambda i: torch.masked.softmax(i.x, -1, mask=i.mask),
+                "kexue masked_softmax",
+                lambda i: masked_softmax(i.x, i.mask),
+                versus=TORCH,
             ),
-            Candidate("kexue masked_softmax", lambda i: masked_softmax(i.x, i.mask)),
             Candidate(
                 "masked_fill + softmax",
                 lambda i: torch.softmax(i.x.masked_fill(~i.mask, -math.inf), -1),
-                note="NaN for a row with no key",
+                "NaN for a row with no key",
             ),
         ],
-        reference="torch.masked.softmax",
-        versus={"kexue masked_softmax": "torch.masked.softmax"},
-        floor=True,
-        bytes_moved=lambda i: 2 * i.x.numel() * i.x.element_size(),
     )
 )
 
@@ -150,18 +150,17 @@ register(
             Candidate(
                 "einsum written out",
                 torch.no_grad()(spans_written_out),
+                "dense, cached RoPE tables, einsum, -inf below the diagonal",
                 check=finite_part,
-                note="dense, cached RoPE tables, einsum, -inf below the diagonal",
             ),
             Candidate(
                 "kexue GlobalPointer",
                 torch.no_grad()(lambda i: i.module(i.x)),
+                "hidden 768, head_size 64; RoPE tables per call",
                 check=finite_part,
-                note="hidden 768, head_size 64; RoPE tables per call",
+                versus="einsum written out",
             ),
         ],
-        reference="einsum written out",
-        versus={"kexue GlobalPointer": "einsum written out"},
     )
 )
 
@@ -198,19 +197,15 @@ register(
         tol=1e-9,
         candidates=[
             Candidate(
-                "POT ot.emd2",
-                pot_w1,
-                peer="ot",
-                note="network simplex on the cost matrix",
+                "POT ot.emd2", pot_w1, "network simplex on the cost matrix", peer="ot"
             ),
             Candidate(
                 "kexue exact_w1",
                 lambda i: exact_w1(i.x, i.y),
-                note="scipy linear_sum_assignment on the lcm(n, m) repeated clouds",
+                "scipy linear_sum_assignment on the lcm(n, m) repeated clouds",
+                versus="POT ot.emd2",
             ),
         ],
-        reference=("POT ot.emd2", "kexue exact_w1"),
-        versus={"kexue exact_w1": "POT ot.emd2"},
     )
 )
 
@@ -226,6 +221,9 @@ def samples(size: dict, device: torch.device) -> Inputs:
     g = torch.Generator().manual_seed(size["n"])
     x = torch.randn(size["n"], size["d"], generator=g, dtype=torch.float64)
     return Inputs(x=x.to(device), numpy=x.numpy(), d=size["d"])
+
+
+KEXUE_H = "kexue knn_entropy"
 
 
 def get_h(i: Inputs) -> torch.Tensor:
@@ -251,25 +249,21 @@ register(
             Candidate(
                 "entropy-estimators get_h",
                 get_h,
+                "scipy KD-tree on the CPU; minus d log 2 (its diameter convention)",
                 peer="entropy_estimators",
                 approx=True,
                 check=lambda i, out: compare(
-                    out.to(i.x.device),
-                    knn_entropy(i.x),
-                    tol=1e-9,
-                    against="kexue knn_entropy",
+                    out.to(i.x.device), knn_entropy(i.x), tol=1e-9, against=KEXUE_H
                 ),
-                note="scipy KD-tree on the CPU; minus d log 2 (its diameter convention)",
             ),
             Candidate(
-                "kexue knn_entropy",
+                KEXUE_H,
                 lambda i: knn_entropy(i.x),
+                "brute-force distances in blocks of 4096 rows",
                 approx=True,
-                note="brute-force distances in blocks of 4096 rows",
+                versus="entropy-estimators get_h",
             ),
         ],
-        reference=("entropy-estimators get_h", "kexue knn_entropy"),
-        versus={"kexue knn_entropy": "entropy-estimators get_h"},
     )
 )
 
@@ -334,19 +328,18 @@ register(
                 lambda i: infomap_run(
                     i, no_infomap=True, initial_partition=i.partition
                 ),
+                "code length of the given partition",
                 peer="infomap",
                 view=codelength,
-                note="code length of the given partition",
             ),
             Candidate(
                 "kexue map_equation",
                 lambda i: map_equation(i.adj, i.truth, teleportation=0.0),
+                "undirected flow (teleportation 0)",
                 view=codelength,
-                note="undirected flow (teleportation 0)",
+                versus="infomap, no_infomap",
             ),
         ],
-        reference=("infomap, no_infomap", "kexue map_equation"),
-        versus={"kexue map_equation": "infomap, no_infomap"},
     )
 )
 register(
@@ -362,20 +355,19 @@ register(
             Candidate(
                 "infomap",
                 lambda i: infomap_run(i, seed=1),
+                "C++ search, one trial (num_trials=1)",
                 peer="infomap",
                 view=codelength,
-                note="C++ search, one trial (num_trials=1)",
             ),
             Candidate(
                 "kexue find_modules",
                 lambda i: find_modules(
                     i.adj, teleportation=0.0, generator=torch.Generator().manual_seed(0)
                 ),
+                "Python search, one trial",
                 view=codelength,
-                note="Python search, one trial",
+                versus="infomap",
             ),
         ],
-        reference=("infomap", "kexue find_modules"),
-        versus={"kexue find_modules": "infomap"},
     )
 )

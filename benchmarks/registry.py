@@ -1,20 +1,18 @@
 """The benchmark registry: one benchmark is one declaration, :class:`Benchmark`.
 
-A declaration names the suite, the sizes (``quick`` for a smoke test, ``cpu`` and
-``cuda`` for the real runs; ``short``, the GPU check's, is the first and the last
-``cuda`` size, or the first ``cpu`` size of a benchmark without ``cuda`` sizes, unless
-given), an ``inputs`` builder from one size to a namespace of inputs, the
-candidates (kexue and each peer, called as their users call them), the reference, and
-the correctness check that must pass before anything is timed: by default every
-candidate's output against ``expected(inputs)`` within ``tol``. A candidate may bring
-its own check, or be an approximation whose error against ``expected`` is recorded
-instead. Memory-bound kernels set ``floor``: an elementwise op over the same bytes
-(``x * 2``, allocation included) and a ``copy_`` into a preallocated tensor are timed
-beside them. ``versus`` names the peer each kexue candidate is judged against (the
-appendix's verdicts: slower, faster or no clear difference).
+A declaration names the sizes (``quick``, a smoke test; ``cpu`` and ``cuda``, the real
+runs; ``short``, the GPU check's, by default the first and last ``cuda`` sizes), an
+``inputs`` builder from one size to a namespace, the candidates (kexue and each peer,
+called as their users call them) and the correctness check that must pass before
+anything is timed: by default every output against ``expected(inputs)`` within ``tol``.
+The reference of the paired ratios is the first candidate that passes its check, unless
+``reference`` names others first. A kexue candidate names the peer it is judged against
+(``versus``). ``floor=True`` (memory-bound kernels) times ``x * 2`` (allocation
+included) and a ``copy_`` into a preallocated tensor over the bytes of ``inputs.x``
+beside the kernels, and records the input's size and the bandwidth each achieves.
 
-:func:`run` turns a declaration into result rows with :func:`measure`, the timing method
-of :mod:`benchmarks.harness` (interleaved rounds, paired ratios, peak memory).
+:func:`run` measures a declaration with the method of :mod:`benchmarks.harness`
+(interleaved rounds, paired ratios, peak memory) and returns its result rows.
 """
 
 from __future__ import annotations
@@ -24,51 +22,43 @@ import importlib
 import io
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
 
-from benchmarks.harness import (
-    Row,
-    Settings,
-    Stats,
-    compare,
-    format_rows,
-    paired_ratios,
-    peak_bandwidth,
-    peak_memory,
-    relative_error,
-    time_interleaved,
-)
+from benchmarks import harness
+from benchmarks.harness import Row, Settings, Stats, compare
 
 Inputs = SimpleNamespace
+Check = Callable[[Inputs, Any], dict[str, Any] | None]
 FLOOR_ELEMENTWISE = "x * 2 (floor)"
 FLOOR_COPY = "copy_ into preallocated (floor)"
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One implementation: ``call(i)`` is timed, or ``make(i)`` builds the timed call
-    (for a peer whose layer is built once). ``peer``: the module it imports; without
-    it the row is skipped. ``check(i, out)`` replaces the benchmark's check (None: no
-    check); ``approx``: record the error against ``expected`` instead of checking;
-    ``view(i, out)`` is what is compared; ``skip(i)`` gives a reason to skip, and
-    ``when(i)`` False leaves the candidate out of the group; ``draws(i)``: errors over
-    several random draws (Performer's projections)."""
+    """One implementation. ``call(i)`` is timed, or ``make(i)`` builds the timed call
+    (a layer built once); ``peer``: the module it needs (absent: the row is skipped);
+    ``check(i, out)`` replaces the benchmark's check (:func:`unchecked`: none);
+    ``approx``: record the error against ``expected`` instead; ``view(i, out)``: what is
+    compared; ``skip(i)``: a reason to skip; ``when(i)`` False: no row in this group;
+    ``draws(i)``: errors over several random draws; ``versus``: the peer it is judged
+    against."""
 
     name: str
     call: Callable[[Inputs], Any] | None = None
+    note: str = ""
     make: Callable[[Inputs], Callable[[], Any]] | None = None
     peer: str | None = None
-    note: str = ""
-    check: Callable[[Inputs, Any], dict[str, Any] | None] | None = None
+    check: Check | None = None
     approx: bool = False
     view: Callable[[Inputs, Any], torch.Tensor] | None = None
     skip: Callable[[Inputs], str | None] | None = None
-    when: Callable[[Inputs], bool] | None = None  # False: no row in this group
+    when: Callable[[Inputs], bool] | None = None
     draws: Callable[[Inputs], list[float]] | None = None
+    versus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,32 +67,33 @@ class Benchmark:
     sizes: dict[str, list[dict[str, Any]]]
     inputs: Callable[[dict[str, Any], torch.device], Inputs]
     candidates: Sequence[Candidate]
-    reference: str | Sequence[str]  # the first of these that passes its check
     expected: Callable[[Inputs], torch.Tensor] | None = None
     tol: float | Callable[[Inputs], float] = 1e-5
+    reference: Sequence[str] = ()  # tried first, in order; then the candidates
     group: Callable[[dict[str, Any]], str] | None = None
-    params: Callable[[Inputs], dict[str, Any]] | None = None
-    floor: bool = False  # time x * 2 and a copy over i.x beside the kernels
-    bytes_moved: Callable[[Inputs], int] | None = None  # for achieved bandwidth
-    memory: bool = True
-    versus: dict[str, str] = field(default_factory=dict)  # kexue candidate: its peer
+    params: Callable[[Inputs], dict[str, Any]] | None = None  # recorded in each row
+    floor: bool = False
 
     def size_list(self, device: torch.device, size: str) -> list[dict[str, Any]]:
-        if size == "quick":
-            return self.sizes["quick"]
         if size == "short":  # the GPU check's: about two minutes for everything
             cuda = self.sizes.get("cuda")
             ends = cuda[:1] + cuda[1:][-1:] if cuda else self.sizes["cpu"][:1]
             return self.sizes.get("short", ends)
-        return self.sizes.get(device.type, self.sizes["cpu"])
+        return self.sizes.get(size, self.sizes.get(device.type, self.sizes["cpu"]))
 
 
 REGISTRY: dict[str, Benchmark] = {}
 
 
 def register(bench: Benchmark) -> Benchmark:
-    if bench.name in REGISTRY:
-        raise ValueError(f"benchmark {bench.name!r} registered twice")
+    """Add a declaration, once, whose references and peers name its candidates."""
+    names = {c.name for c in bench.candidates}
+    named = {*bench.reference, *(c.versus for c in bench.candidates if c.versus)}
+    if bench.name in REGISTRY or isinstance(bench.reference, str) or named - names:
+        raise ValueError(
+            f"benchmark {bench.name!r}: registered twice, or a reference "
+            f"or peer that is no candidate: {sorted(named - names)}"
+        )
     REGISTRY[bench.name] = bench
     return bench
 
@@ -117,8 +108,9 @@ def peer(name: str) -> ModuleType | None:
         return None
 
 
-def _group_name(size: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {v}" for k, v in size.items())
+def unchecked(i: Inputs, out: Any) -> None:
+    """A candidate's check that checks nothing (its output is another computation)."""
+    return None
 
 
 def run(
@@ -150,25 +142,19 @@ def run_size(
             for c in bench.candidates
         ]
     recorded = {**params, **(bench.params(i) if bench.params else {})}
+    if bench.floor:
+        recorded["MB"] = i.x.numel() * i.x.element_size() / 1e6
     expected = bench.expected(i) if bench.expected else None
     tol = bench.tol(i) if callable(bench.tol) else bench.tol
-    calls: dict[str, Callable[[], Any]] = {}
     rows: dict[str, Row] = {}
+    calls: dict[str, Callable[[], Any]] = {}
     for c in (*bench.candidates, *(_floors(i) if bench.floor else ())):
         if c.when and not c.when(i):
             continue
-        row = Row(
-            bench.name,
-            group,
-            recorded,
-            c.name,
-            "",
-            note=c.note,
-            against=bench.versus.get(c.name),
+        row = rows[c.name] = Row(
+            bench.name, group, recorded, c.name, "", note=c.note, against=c.versus
         )
-        rows[c.name] = row
-        reason = _absent(c) or (c.skip(i) if c.skip else None)
-        if reason:
+        if reason := _absent(c) or (c.skip(i) if c.skip else None):
             row.note = reason
             continue
         try:
@@ -176,7 +162,7 @@ def run_size(
             out = fn()
             seen = c.view(i, out) if c.view else out
             if c.approx and expected is not None:
-                row.error_vs_exact = relative_error(seen, expected)
+                row.error_vs_exact = harness.relative_error(seen, expected)
                 row.error_draws = c.draws(i) if c.draws else None
             if c.check is not None:
                 row.check = c.check(i, out)
@@ -189,15 +175,14 @@ def run_size(
             row.status = "failed check"
             continue
         calls[c.name] = fn
-    refs = [bench.reference] if isinstance(bench.reference, str) else bench.reference
-    reference = next((r for r in refs if r in calls), next(iter(calls), ""))
+    reference = next((r for r in (*bench.reference, *calls) if r in calls), "")
     if calls:
-        moved = bench.bytes_moved(i) if bench.bytes_moved else None
-        measure(rows, calls, reference, device, settings, bench.memory, moved)
+        moved = 2 * i.x.numel() * i.x.element_size() if bench.floor else None
+        measure(rows, calls, reference, device, settings, moved)
     for row in rows.values():
         row.reference = reference
     if log:
-        log(format_rows(list(rows.values())))
+        log(harness.format_rows(list(rows.values())))
     return list(rows.values())
 
 
@@ -207,23 +192,20 @@ def measure(
     reference: str,
     device: torch.device,
     settings: Settings,
-    memory: bool = True,
     bytes_moved: int | None = None,
 ) -> None:
-    """Time ``calls`` interleaved and fill their rows: time, paired ratio, memory."""
-    times, numbers = time_interleaved(calls, settings)
-    ratios = paired_ratios(times, reference)
-    peak = (
-        peak_bandwidth(torch.cuda.get_device_name(device))
-        if device.type == "cuda"
-        else None
-    )
+    """Time ``calls`` interleaved and fill their rows: time, paired ratio, memory and,
+    given the bytes moved, the bandwidth achieved (on a GPU as a fraction of its peak)."""
+    times, numbers = harness.time_interleaved(calls, settings)
+    ratios = harness.paired_ratios(times, reference)
+    cuda = device.type == "cuda"
+    peak = harness.peak_bandwidth(torch.cuda.get_device_name(device)) if cuda else None
     for name, fn in calls.items():
         row = rows[name]
         row.status = "ok"
         row.time_s = Stats.of(times[name], number=numbers[name], per_round=times[name])
         row.ratio_to_reference = Stats.of(ratios[name])
-        row.peak_memory_bytes = peak_memory(fn, device) if memory else None
+        row.peak_memory_bytes = harness.peak_memory(fn, device)
         if bytes_moved:
             achieved = bytes_moved / row.time_s.median
             row.bandwidth = {
@@ -232,6 +214,10 @@ def measure(
                 "peak_Bps": peak,
                 "fraction_of_peak": achieved / peak if peak else None,
             }
+
+
+def _group_name(size: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in size.items())
 
 
 def _absent(c: Candidate) -> str | None:
@@ -246,10 +232,6 @@ def _floors(i: Inputs) -> tuple[Candidate, Candidate]:
     out = torch.empty_like(i.x)
     note = "the same bytes as the input: read once, written once"
     return (
-        Candidate(FLOOR_ELEMENTWISE, call=lambda i: i.x * 2, note=note, check=_none),
-        Candidate(FLOOR_COPY, call=lambda i: out.copy_(i.x), note=note, check=_none),
+        Candidate(FLOOR_ELEMENTWISE, lambda i: i.x * 2, note, check=unchecked),
+        Candidate(FLOOR_COPY, lambda i: out.copy_(i.x), note, check=unchecked),
     )
-
-
-def _none(i: Inputs, out: Any) -> None:
-    return None

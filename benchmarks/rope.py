@@ -6,29 +6,30 @@ Every candidate rotates the same ``x`` ``(batch, heads, seq, head_dim)`` at posi
 ``RotaryEmbedding(dim).rotate_queries_or_keys(x)``, its angle cache primed once in
 float32 (it builds positions in the dtype of ``x``). ``rotate-half eager`` is Hugging
 Face Llama's ``x * cos + rotate_half(x) * sin`` with cos and sin cached at full width.
-On CUDA (and on the CPU with ``--compile``) kexue's cached tables and the interleaved
-rotation in real arithmetic are also fused by ``torch.compile``. The floor rows time
-``x * 2`` and a ``copy_`` over the same bytes; ``bytes_moved`` is ``2 * x.nbytes``.
+On CUDA (and on the CPU with ``--compile``) kexue's tables and the interleaved rotation
+in real arithmetic are also fused by ``torch.compile``. With the floor rows.
 """
 
 from __future__ import annotations
 
 import torch
 
+from benchmarks.harness import compare
 from benchmarks.registry import Benchmark, Candidate, Inputs, register
 from kexue.positions.rope import RotaryEmbedding, apply_rope, rope_cos_sin
 
 COMPILE = {"cpu": False}  # set by the command line's --compile (always on CUDA)
+PEER = "rotary-embedding-torch"
 
 
 def exact_rotation(x: torch.Tensor, layout: str, base: float = 10000.0) -> torch.Tensor:
     """The rotation in float64 from first principles (no kexue code)."""
     seq, dim = x.shape[-2], x.shape[-1]
     f64 = {"dtype": torch.float64, "device": x.device}
-    theta = base ** (-torch.arange(0, dim, 2, **f64) / dim)
-    angles = torch.arange(seq, **f64)[:, None] * theta
-    cos, sin = angles.cos(), angles.sin()
-    x = x.double()
+    angles = torch.arange(seq, **f64)[:, None] * base ** (
+        -torch.arange(0, dim, 2, **f64) / dim
+    )
+    cos, sin, x = angles.cos(), angles.sin(), x.double()
     if layout == "interleaved":
         x0, x1 = x[..., 0::2], x[..., 1::2]
         return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), -1).flatten(-2)
@@ -61,36 +62,29 @@ def tolerance(dtype: torch.dtype, seq: int) -> float:
 
 
 def inputs(size: dict, device: torch.device) -> Inputs:
-    dtype = getattr(torch, size["dtype"])
+    dtype, generator = getattr(torch, size["dtype"]), torch.Generator(device)
     x = torch.randn(
-        size["shape"],
-        device=device,
-        dtype=dtype,
-        generator=torch.Generator(device).manual_seed(0),
+        size["shape"], device=device, dtype=dtype, generator=generator.manual_seed(0)
     )
     seq, dim = x.shape[-2:]
     compute = torch.promote_types(dtype, torch.float32)
     cos, sin = rope_cos_sin(torch.arange(seq, device=device), dim, dtype=compute)
-    exact = {layout: exact_rotation(x, layout) for layout in ("interleaved", "half")}
-    full = (torch.cat((cos, cos), -1), torch.cat((sin, sin), -1))
     return Inputs(
         x=x,
         cos=cos,
         sin=sin,
-        full=full,
-        exact=exact,
+        full=(torch.cat((cos, cos), -1), torch.cat((sin, sin), -1)),
+        exact={layout: exact_rotation(x, layout) for layout in ("interleaved", "half")},
         module=RotaryEmbedding(dim),
         tol=tolerance(dtype, seq),
     )
 
 
 def check(layout: str):
-    def run(i: Inputs, out: torch.Tensor) -> dict:
-        from benchmarks.harness import compare
-
+    def against(i: Inputs, out: torch.Tensor) -> dict:
         return compare(out, i.exact[layout], tol=i.tol, against=f"float64 ({layout})")
 
-    return run
+    return against
 
 
 def peer(i: Inputs):
@@ -102,87 +96,72 @@ def peer(i: Inputs):
 
 
 def compiled(i: Inputs):
-    if i.x.device.type != "cuda" and not COMPILE["cpu"]:
-        raise RuntimeError("torch.compile runs on CUDA, or on the CPU with --compile")
     fn = torch.compile(rotate_interleaved_real, dynamic=False, fullgraph=True)
     return lambda: fn(i.x, i.cos, i.sin)
 
 
-def _cpu_only(i: Inputs) -> str | None:
+def compile_off(i: Inputs) -> str | None:
     on = i.x.device.type == "cuda" or COMPILE["cpu"]
     return None if on else "CUDA only (on the CPU: --compile)"
 
 
-F32, BF16 = "float32", "bfloat16"
-CPU = [
-    (1, 8, 256, 64),
-    (1, 8, 1024, 64),
-    (2, 16, 1024, 64),
-    (2, 16, 2048, 64),
-    (4, 32, 2048, 64),
-]
+CPU = ((1, 8, 256), (1, 8, 1024), (2, 16, 1024), (2, 16, 2048), (4, 32, 2048))
 GPU = [(1, 32, 2048, 128), (4, 32, 4096, 128), (8, 32, 4096, 128)]
+BOTH = ("bfloat16", "float32")
+HALF, INTERLEAVED = check("half"), check("interleaved")
 register(
     Benchmark(
         name="rope",
         sizes={
-            "quick": [{"shape": (1, 2, 64, 16), "dtype": F32}],
-            "cpu": [{"shape": s, "dtype": F32} for s in CPU],
-            "cuda": [{"shape": s, "dtype": d} for s in GPU for d in (BF16, F32)],
-            "short": [
-                {"shape": GPU[-1], "dtype": BF16},
-                {"shape": GPU[-1], "dtype": F32},
-            ],
+            "quick": [{"shape": (1, 2, 64, 16), "dtype": "float32"}],
+            "cpu": [{"shape": (*s, 64), "dtype": "float32"} for s in CPU],
+            "cuda": [{"shape": s, "dtype": d} for s in GPU for d in BOTH],
+            "short": [{"shape": GPU[-1], "dtype": d} for d in BOTH],
         },
         inputs=inputs,
         group=lambda s: f"{tuple(s['shape'])} {s['dtype']}",
-        params=lambda i: {"MB": i.x.numel() * i.x.element_size() / 1e6},
+        floor=True,
         candidates=[
             Candidate(
-                "rotary-embedding-torch",
-                make=peer,
-                check=check("interleaved"),
-                peer="rotary_embedding_torch",
+                PEER,
                 note="rotate_queries_or_keys; angle table cached",
+                make=peer,
+                peer="rotary_embedding_torch",
+                check=INTERLEAVED,
             ),
             Candidate(
                 "kexue apply_rope",
                 lambda i: apply_rope(i.x),
-                check=check("interleaved"),
-                note="tables computed on every call",
+                "tables computed on every call",
+                check=INTERLEAVED,
+                versus=PEER,
             ),
             Candidate(
                 "kexue RotaryEmbedding",
                 lambda i: i.module(i.x),
-                check=check("interleaved"),
-                note="tables cached",
+                "tables cached",
+                check=INTERLEAVED,
+                versus=PEER,
             ),
             Candidate(
                 "kexue apply_rope, half layout",
                 lambda i: apply_rope(i.x, layout="half"),
-                check=check("half"),
+                check=HALF,
+                versus="rotate-half eager",
             ),
             Candidate(
                 "rotate-half eager",
                 lambda i: rotate_half_eager(i.x, *i.full),
-                check=check("half"),
-                note="Llama form, cos/sin cached",
+                "Llama form, cos/sin cached",
+                check=HALF,
             ),
             Candidate(
                 "kexue rotation, torch.compile",
-                make=compiled,
-                skip=_cpu_only,
-                check=check("interleaved"),
                 note="kexue's tables, fused",
+                make=compiled,
+                skip=compile_off,
+                check=INTERLEAVED,
             ),
         ],
-        reference=("rotary-embedding-torch", "kexue apply_rope"),
-        versus={
-            "kexue apply_rope": "rotary-embedding-torch",
-            "kexue RotaryEmbedding": "rotary-embedding-torch",
-            "kexue apply_rope, half layout": "rotate-half eager",
-        },
-        floor=True,
-        bytes_moved=lambda i: 2 * i.x.numel() * i.x.element_size(),
     )
 )

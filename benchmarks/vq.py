@@ -48,16 +48,15 @@ register(
             Candidate(
                 "cdist + argmin",
                 lambda i: torch.cdist(i.z, i.codebook).argmin(-1),
-                note="matmul expansion |z|² - 2 z·e + |e|²",
+                "matmul expansion |z|² - 2 z·e + |e|²",
             ),
             Candidate(
                 "kexue nearest_code",
                 lambda i: nearest_code(i.z, i.codebook),
-                note="certified matmul ranking, exact re-rank, 4096 rows per block",
+                "certified matmul ranking, exact re-rank, 4096 rows per block",
+                versus="cdist + argmin",
             ),
         ],
-        reference="cdist + argmin",
-        versus={"kexue nearest_code": "cdist + argmin"},
     )
 )
 
@@ -85,8 +84,8 @@ def peer_simvq(i: Inputs):
     return lambda: peer(i.z)
 
 
-def quantized(i: Inputs, out: tuple) -> torch.Tensor:
-    return out[0]
+PEER = "vector_quantize_pytorch"
+VQ, SIMVQ = "vector-quantize-pytorch VectorQuantize", "vector-quantize-pytorch SimVQ"
 
 
 def same_as(module: str):
@@ -109,31 +108,20 @@ register(
         sizes=SIZES,
         inputs=latents,
         candidates=[
+            Candidate(VQ, make=peer_vq, peer=PEER, check=same_as("plain")),
             Candidate(
-                "vector-quantize-pytorch VectorQuantize",
-                make=peer_vq,
-                peer="vector_quantize_pytorch",
+                "kexue VectorQuantizer",
+                lambda i: i.plain(i.z),
                 check=same_as("plain"),
+                versus=VQ,
             ),
-            Candidate(
-                "kexue VectorQuantizer", lambda i: i.plain(i.z), check=same_as("plain")
-            ),
-            Candidate(
-                "vector-quantize-pytorch SimVQ",
-                make=peer_simvq,
-                peer="vector_quantize_pytorch",
-                check=same_as("linear"),
-            ),
+            Candidate(SIMVQ, make=peer_simvq, peer=PEER, check=same_as("linear")),
             Candidate(
                 "kexue VectorQuantizer, linear (SimVQ)",
                 lambda i: i.linear(i.z),
                 check=same_as("linear"),
+                versus=SIMVQ,
             ),
         ],
-        reference=("vector-quantize-pytorch VectorQuantize", "kexue VectorQuantizer"),
-        versus={
-            "kexue VectorQuantizer": "vector-quantize-pytorch VectorQuantize",
-            "kexue VectorQuantizer, linear (SimVQ)": "vector-quantize-pytorch SimVQ",
-        },
     )
 )

@@ -310,10 +310,7 @@ def length_suite(causal: bool) -> Benchmark:
     return Benchmark(
         name="attention_causal" if causal else "attention",
         sizes={
-            kind: [
-                {"n": n, "batch": b, "heads": h, "dtype": dtype, "causal": causal}
-                for n in ns
-            ]
+            kind: [dict(n=n, batch=b, heads=h, dtype=dtype, causal=causal) for n in ns]
             for kind, (ns, (b, h, dtype)) in LENGTHS.items()
         },
         inputs=inputs,
@@ -330,14 +327,7 @@ register(length_suite(True))
 
 def sweep(n: int, budgets, batch: int, heads: int, dtype: str) -> list[dict]:
     return [
-        {
-            "n": n,
-            "batch": batch,
-            "heads": heads,
-            "dtype": dtype,
-            "method": x,
-            "budget": m,
-        }
+        dict(n=n, batch=batch, heads=heads, dtype=dtype, method=x, budget=m)
         for m in budgets
         for x in ("performer", "nystrom")
         if x == "performer" or m <= n

@@ -82,9 +82,7 @@ class Run(Results):
         return [
             r
             for r in self.rows
-            if r.suite == suite
-            and r.status == status
-            and (not candidate or r.candidate == candidate)
+            if (r.suite, r.status) == (suite, status) and candidate in ("", r.candidate)
         ]
 
     def groups(self, suite: str) -> dict[str, dict[str, Row]]:
@@ -103,6 +101,26 @@ def load_runs(folder: Path) -> list[Run]:
     return [Run.from_dict(json.loads(p.read_text()) | {"file": p.name}) for p in paths]
 
 
+def versus(
+    run: Run, suites: Iterable[str] | None = None
+) -> list[tuple[Row, Row, Stats]]:
+    """(kexue row, peer row, paired time ratio) of every timed row that names its peer
+    (``against``) in the same group, both timed, in the suites given (else all)."""
+    return [
+        (r, c[r.against], paired(r, c[r.against]))
+        for suite in suites or sorted({r.suite for r in run.rows})
+        for c in run.groups(suite).values()
+        for r in c.values()
+        if r.against in c
+    ]
+
+
+def _sweep(run: Run, method: str = "") -> list[tuple[Row, Row, Stats]]:
+    """:func:`versus` over the budgets of the error-cost sweep (of one method)."""
+    pairs = versus(run, ["approx_sweep"])
+    return [p for p in pairs if method in ("", p[0].params["method"])]
+
+
 # --- statistics -----------------------------------------------------------------------
 def paired(a: Row, b: Row) -> Stats:
     """Median and quartiles of the round-by-round ratio time(a) / time(b), one group."""
@@ -111,17 +129,15 @@ def paired(a: Row, b: Row) -> Stats:
 
 
 def fmt_ratio(q: Stats) -> str:
+    """The ratio as "median [q25, q75]"."""
     return f"{q.median:.2f} [{q.q25:.2f}, {q.q75:.2f}]"
 
 
 def interval_verdict(q: Stats) -> str:
-    """A time ratio judged by its interval, the quartiles: "slower" when the whole
-    interval is above 1, "faster" when it is below 1, else "no clear difference"."""
+    """ "slower" when the whole quartile interval is above 1, "faster" when below."""
     if q.q25 > 1:
         return "slower"
-    if q.q75 < 1:
-        return "faster"
-    return "no clear difference"
+    return "faster" if q.q75 < 1 else "no clear difference"
 
 
 def verdict_counts(ratios: Iterable[Stats]) -> str:
@@ -133,12 +149,9 @@ def verdict_counts(ratios: Iterable[Stats]) -> str:
 
 def faster_from(ratios: dict[int, Stats]) -> int | None:
     """The smallest size from which the ratio is faster, there and at every larger."""
-    first = None
-    for n in sorted(ratios, reverse=True):
-        if interval_verdict(ratios[n]) != "faster":
-            break
-        first = n
-    return first
+    not_faster = [n for n, q in ratios.items() if interval_verdict(q) != "faster"]
+    after = max(not_faster, default=float("-inf"))
+    return min((n for n in ratios if n > after), default=None)
 
 
 def slope(x: Sequence[float], y: Sequence[float]) -> float:
@@ -160,15 +173,13 @@ def slopes(run: Run, suite: str, candidate: str) -> tuple[float, float] | None:
     return slope(n, time), slope(n, memory)
 
 
-def crossover(
-    run: Run, fast: str, slow: str, suite: str = "attention_causal"
-) -> tuple[int | None, list[tuple[int, Stats]]]:
-    """Smallest n from which ``fast`` beats ``slow`` (whole quartile interval of the
-    paired ratio below 1) at every larger n, and the ratios ``[(n, ratio)]`` by n."""
+def crossover(run: Run) -> tuple[int | None, list[tuple[int, Stats]]]:
+    """The n from which causal linear attention beats SDPA flash (:func:`faster_from`),
+    and the paired ratios ``[(n, ratio)]`` by n."""
     ratios = {
-        c[fast].params["n"]: paired(c[fast], c[slow])
-        for c in run.groups(suite).values()
-        if fast in c and slow in c
+        c[LINEAR_CAUSAL].params["n"]: paired(c[LINEAR_CAUSAL], c[FLASH_CAUSAL])
+        for c in run.groups("attention_causal").values()
+        if LINEAR_CAUSAL in c and FLASH_CAUSAL in c
     }
     return faster_from(ratios), sorted(ratios.items())
 
@@ -192,28 +203,18 @@ def fmt_error(row: Row) -> str:
     return f"{error_of(row):.3f} ± {spread(row):.3f}"
 
 
-def curve(run: Run, method: str, candidate: str) -> np.ndarray:
-    """(median time, error) of one candidate of the error-cost sweep, sorted by time."""
-    points = sorted(
-        (r.time_s.median, error_of(r))
-        for r in run.select("approx_sweep", candidate)
-        if r.params["method"] == method
+def at_equal(run: Run, method: str) -> tuple[float, float] | None:
+    """The worst ratios of kexue's error to the peer's at the peer's times (kexue's
+    interpolated log-log; NaN if none is within its range) and of kexue's time to reach
+    the peer's error to the peer's time (inf if never), over the sweep of ``method``;
+    None when either curve is missing."""
+    rows = [r for r in run.select("approx_sweep") if r.params["method"] == method]
+    a, b = (  # (median time, error) of kexue, then of the peer, by time
+        np.array(
+            sorted((r.time_s.median, error_of(r)) for r in rows if r.candidate == c)
+        )
+        for c in APPROX[method][1:]
     )
-    return np.array(points).reshape(-1, 2)
-
-
-def at_equal(
-    run: Run, method: str, ours: str, theirs: str
-) -> tuple[float, float] | None:
-    """kexue against the peer at equal cost and at equal accuracy, from the sweep.
-
-    Returns the worst ratio of kexue's error (interpolated log-log along its curve) to
-    the peer's, at the peer's times within kexue's range (NaN if none is); and the worst
-    ratio of the time kexue needs to reach the peer's error (its fastest measured budget
-    that does) to the peer's time, inf where no budget does. None when either curve is
-    missing.
-    """
-    a, b = curve(run, method, ours), curve(run, method, theirs)
     if len(a) < 2 or len(b) == 0:
         return None
     log_t, log_e = np.log(a[:, 0]), np.log(a[:, 1])
@@ -228,7 +229,7 @@ def at_equal(
     return float(np.nanmax(err_ratio)), float(np.max(time_ratio))
 
 
-# --- tables ---------------------------------------------------------------------------
+# --- tables and lines -----------------------------------------------------------------
 def tabulate(records: Iterable[dict[str, Any]]) -> Table:
     """A table from one dictionary a row, column to cell, in the first row's order."""
     records = list(records)
@@ -237,8 +238,7 @@ def tabulate(records: Iterable[dict[str, Any]]) -> Table:
 
 
 def md_table(header: list[str], body: list[list[Any]]) -> str:
-    """A markdown table from a header and rows of cells (``|`` in a cell is escaped);
-    empty without rows."""
+    """A markdown table (``|`` in a cell escaped); empty without rows."""
     if any(len(row) != len(header) for row in body):
         raise ValueError("every row needs one cell per column of the header")
     if not body:
@@ -251,11 +251,8 @@ def md_table(header: list[str], body: list[list[Any]]) -> str:
 
 
 def md_tables(table: Table, columns: list[str]) -> str:
-    """One smaller table per distinct value of ``columns``, under those values in bold.
-
-    A wide table whose first columns repeat (the machine, the input shape) reads better
-    as a few narrow tables, each under a line that names what its rows share.
-    """
+    """Markdown tables, one per distinct value of ``columns`` (under it in bold): a wide
+    table whose first columns repeat reads better as a few narrow ones."""
     header, body = table
     keys = [header.index(c) for c in columns]
     kept = [i for i in range(len(header)) if i not in keys]
@@ -267,19 +264,19 @@ def md_tables(table: Table, columns: list[str]) -> str:
     return "\n\n".join(f"**{t}**\n\n" + md_table(narrow, b) for t, b in parts.items())
 
 
-def _measured_when(run: Run) -> str:
-    """The date, or each date and its suites in a file merged from runs (--merge)."""
-    merged = run.settings.get("runs")
-    if not merged:
-        return run.date[:16].replace("T", " ")
-    return "; ".join(
-        f"{r['date'][:16].replace('T', ' ')} ({', '.join(r['suites'])})" for r in merged
-    )
-
-
 def machines_table(runs: list[Run]) -> Table:
+    """One row a results file: the machine, torch, when, the load and the wall time."""
+
     def load(run: Run, when: str) -> str:
         return str((run.load_average.get(when) or ["?"])[0])
+
+    def measured(run: Run) -> str:  # a file merged from runs: each date, its suites
+        if not (merged := run.settings.get("runs")):
+            return run.date[:16].replace("T", " ")
+        return "; ".join(
+            f"{r['date'][:16].replace('T', ' ')} ({', '.join(r['suites'])})"
+            for r in merged
+        )
 
     return tabulate(
         {
@@ -287,7 +284,7 @@ def machines_table(runs: list[Run]) -> Table:
             "Device": f"{run.name} ({run.device['type']})",
             "Cores, threads": f"{run.device['cores']}, {run.device['threads']}",
             "torch": run.torch_version,
-            "Measured (UTC)": _measured_when(run),
+            "Measured (UTC)": measured(run),
             "Load average": f"{load(run, 'start')} → {load(run, 'end')}",
             "Wall time": f"{run.wall_seconds or float('nan'):.0f} s",
         }
@@ -296,6 +293,7 @@ def machines_table(runs: list[Run]) -> Table:
 
 
 def peers_line(runs: list[Run]) -> str:
+    """The peers measured against, with their versions."""
     peers = {f"{name} {v}" for run in runs for name, v in run.peers.items() if v}
     return "Peers measured against: " + ", ".join(sorted(peers)) + "."
 
@@ -307,6 +305,10 @@ def _ms(row: Row) -> str:
 def _mib(row: Row) -> str:
     mem = row.peak_memory_bytes
     return "–" if mem is None else f"{mem / 2**20:.3g} MiB"
+
+
+def _mb(group: dict[str, Row]) -> float:
+    return next(iter(group.values())).params["MB"]
 
 
 def _bandwidth(run: Run, row: Row) -> str:
@@ -343,10 +345,7 @@ def rope_per_mb(run: Run, candidates: Sequence[str]) -> Table:
     return tabulate(
         {
             "Input (ms per MB)": group.split(" float")[0],
-            **{
-                c: f"{1e3 * g[c].time_s.median / g[c].params['MB']:.3f}"
-                for c in candidates
-            },
+            **{c: f"{1e3 * g[c].time_s.median / _mb(g):.3f}" for c in candidates},
         }
         for group, g in run.groups("rope").items()
         if all(c in g for c in candidates)
@@ -355,10 +354,8 @@ def rope_per_mb(run: Run, candidates: Sequence[str]) -> Table:
 
 def rope_memory_line(run: Run, candidate: str = "rotary-embedding-torch") -> str:
     """The range over sizes of a RoPE candidate's peak extra memory over the input."""
-    per_input = [
-        r.peak_memory_bytes / (1e6 * r.params["MB"])
-        for r in run.select("rope", candidate)
-    ]
+    rows = run.select("rope", candidate)
+    per_input = [r.peak_memory_bytes / (1e6 * r.params["MB"]) for r in rows]
     return (
         f"{run.label}: {candidate}'s peak extra memory is {min(per_input):.1f} to "
         f"{max(per_input):.1f} times the input."
@@ -376,6 +373,7 @@ def attention_settings_line(run: Run) -> str:
 
 
 def slopes_table(runs: list[Run]) -> Table:
+    """Log-log slopes of time and memory against n of every attention candidate."""
     return tabulate(
         {
             "Machine": run.name,
@@ -391,73 +389,55 @@ def slopes_table(runs: list[Run]) -> Table:
 
 
 def crossover_line(run: Run) -> str:
-    n_star, ratios = crossover(run, LINEAR_CAUSAL, FLASH_CAUSAL)
+    """Causal linear attention over SDPA flash by n, and from which n it is faster."""
+    n_star, ratios = crossover(run)
     shown = ", ".join(f"{n}: {fmt_ratio(q)}" for n, q in ratios)
-    verdict = (
-        f"Linear attention is faster from $n = {n_star}$ on."
-        if n_star
-        else "It is never faster here."
-    )
+    verdict = "It is never faster here."
+    if n_star:
+        verdict = f"Linear attention is faster from $n = {n_star}$ on."
     return (
         f"{run.label}: causal linear attention / SDPA flash (causal), by $n$: "
         f"{shown}. {verdict}"
     )
 
 
-def _sweep(run: Run) -> list[tuple[str, Row, Row]]:
-    """(method, kexue row, peer row) of each budget of the error-cost sweep."""
-    out = []
-    for c in run.groups("approx_sweep").values():
-        method = next(iter(c.values())).params["method"]
-        _, ours, peer = APPROX[method]
-        if ours in c and peer in c:
-            out.append((method, c[ours], c[peer]))
-    return out
-
-
 def approx_table(runs: list[Run]) -> Table:
+    """kexue against its peer at each budget of the sweep: time ratio and errors."""
     return tabulate(
         {
             "Machine": run.name,
-            "Method": method,
+            "Method": ours.params["method"],
             "m": ours.params["budget"],
-            "kexue / peer time, same m": fmt_ratio(paired(ours, peer)),
+            "kexue / peer time, same m": fmt_ratio(q),
             "kexue error": fmt_error(ours),
             "peer error": fmt_error(peer),
             "mean pooling": f"{ours.params['error_of_mean_pooling']:.3f}",
         }
         for run in runs
-        for method, ours, peer in _sweep(run)
+        for ours, peer, q in _sweep(run)
     )
 
 
 def draws_line(run: Run) -> str | None:
     """How many projections each Performer error of the sweep averages, if several."""
-    counts = {
-        len(r.error_draws)
-        for r in run.select("approx_sweep")
-        if len(r.error_draws or []) > 1
-    }
-    if not counts:
+    draws = [r.error_draws or [] for r in run.select("approx_sweep")]
+    if not (counts := sorted({len(d) for d in draws if len(d) > 1})):
         return None
-    shown = " or ".join(map(str, sorted(counts)))
     return (
         f"{run.label}: each Performer error is the mean ± standard deviation over "
-        f"{shown} independent orthogonal projections (the first of them is the one "
-        "timed); the Nyström errors are deterministic."
+        f"{' or '.join(map(str, counts))} independent orthogonal projections (the "
+        "first of them is the one timed); the Nyström errors are deterministic."
     )
 
 
-def _performer_pairs(run: Run) -> list[tuple[Row, Row]]:
+def _epsilon_pairs(run: Run) -> list[tuple[Row, Row]]:
     """(kexue, performer-pytorch) rows of the sweep whose peer has the ε = 0 check."""
-    return [
-        (ours, peer)
-        for method, ours, peer in _sweep(run)
-        if method == "performer" and "error_with_eps_0" in (peer.check or {})
-    ]
+    pairs = _sweep(run, "performer")
+    return [(a, b) for a, b, _ in pairs if "error_with_eps_0" in (b.check or {})]
 
 
 def epsilon_table(runs: list[Run]) -> Table:
+    """The two Performers' errors on the same projection, and both with ε = 0."""
     return tabulate(
         {
             "Machine": run.name,
@@ -469,13 +449,13 @@ def epsilon_table(runs: list[Run]) -> Table:
             "kexue vs peer output": f"{peer.check['difference_at_default_eps']:.3f}",
         }
         for run in runs
-        for ours, peer in _performer_pairs(run)
+        for ours, peer in _epsilon_pairs(run)
     )
 
 
 def epsilon_line(run: Run) -> str | None:
-    pairs = _performer_pairs(run)
-    if not pairs:
+    """How near the peer's error is to mean pooling's, and kexue's to the ε = 0 one."""
+    if not (pairs := _epsilon_pairs(run)):
         return None
     base = pairs[0][0].params["error_of_mean_pooling"]
     peer_gap = max(abs(b.error_vs_exact - base) for _, b in pairs) / base
@@ -488,7 +468,34 @@ def epsilon_line(run: Run) -> str | None:
     )
 
 
+def pooling_budgets(run: Run, method: str, within: float = 0.1) -> list[int]:
+    """Budgets of the sweep at which kexue's and the peer's errors are both no better
+    than mean pooling's: each at least ``(1 - within)`` times its error."""
+    return sorted(
+        ours.params["budget"]
+        for ours, peer, _ in _sweep(run, method)
+        if min(error_of(ours), error_of(peer))
+        >= (1 - within) * ours.params["error_of_mean_pooling"]
+    )
+
+
+def pooling_line(run: Run, method: str, within: float = 0.1) -> str:
+    """Where comparing the accuracy of ``method`` says little: both no better than
+    mean pooling."""
+    title = APPROX[method][0]
+    if not (budgets := ", ".join(map(str, pooling_budgets(run, method, within)))):
+        return (
+            f"{run.label}: {title}: at every budget one of the two beats mean pooling."
+        )
+    return (
+        f"{run.label}: {title} at $m$ = {budgets}: kexue and its peer are both no "
+        f"better than mean pooling (error at least {1 - within:.0%} of its), so "
+        "comparing their errors says little there."
+    )
+
+
 def hippo_line(run: Run) -> str:
+    """legs_matvec / dense by N, from which N it is faster, and legs_memory's memory."""
     ratios = {
         r.params["N"]: r.ratio_to_reference
         for r in run.select("hippo_matvec", "kexue legs_matvec")
@@ -510,278 +517,8 @@ def hippo_line(run: Run) -> str:
     return text + (f" (left out: {'; '.join(skipped)})." if skipped else ".")
 
 
-# --- targets --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Target:
-    """One target of the benchmarks, judged from a results file.
-
-    ``met`` is the boolean computed from the measurement (None: no file of the kind of
-    machine the target concerns); the verdict follows from it. ``why``, the reason for a
-    verdict other than met, is required then and dropped when the target is met.
-    """
-
-    target: str
-    machine: str
-    measured: str
-    met: bool | None
-    why: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.met, bool | np.bool_ | None):
-            raise TypeError(
-                f"met must be a bool or None, got {type(self.met).__name__}"
-            )
-        object.__setattr__(self, "met", None if self.met is None else bool(self.met))
-        object.__setattr__(self, "why", "" if self.met else self.why.strip())
-        if not (self.met or self.why):
-            raise ValueError(
-                f"a target judged {self.verdict!r} needs a reason in `why`"
-            )
-
-    @property
-    def verdict(self) -> str:
-        return "untested" if self.met is None else ("met" if self.met else "missed")
-
-
-def no_slower(
-    target: str, run: Run, measured: str, ratios: Sequence[Stats], why: str
-) -> Target:
-    """Met unless some ratio is slower; ``why`` may name their count, ``{slow}``."""
-    slow = sum(interval_verdict(q) == "slower" for q in ratios)
-    return Target(target, run.name, measured, not slow, why.format(slow=slow))
-
-
-def rope_targets(run: Run) -> list[Target]:
-    ratios = [
-        g["kexue apply_rope"].ratio_to_reference
-        for g in run.groups("rope").values()
-        if "kexue apply_rope" in g and "rotary-embedding-torch" in g
-    ]
-    kind = run.device["type"].upper()
-    shown = "; ".join(f"{fmt_ratio(q)} ({interval_verdict(q)})" for q in ratios)
-    out = [
-        no_slower(
-            f"`apply_rope` no slower than rotary-embedding-torch ({kind})",
-            run,
-            "ratio (median [quartiles]) by size: " + shown,
-            ratios,
-            "slower at some size: see the RoPE section",
-        )
-    ]
-    return (out if ratios else []) + ([_bandwidth_target(run)] if run.gpu else [])
-
-
-def _bandwidth_target(run: Run) -> Target:
-    """RoPE's best kexue candidate at the largest input of each dtype, over the peak."""
-    largest: dict[str, dict[str, Row]] = {}
-    for g in run.groups("rope").values():
-        dtype = next(iter(g.values())).params["dtype"]
-        if _mb(g) > _mb(largest.get(dtype)):
-            largest[dtype] = g
-    shown, fractions = [], []
-    for dtype, g in sorted(largest.items()):
-        ours = [
-            r for r in g.values() if r.candidate.startswith("kexue") and r.bandwidth
-        ]
-        best = max(ours, key=lambda r: r.bandwidth["achieved_Bps"])
-        frac = best.bandwidth["fraction_of_peak"]
-        eager = g.get("kexue apply_rope", best).bandwidth["fraction_of_peak"]
-        fractions.append(frac)
-        if frac is not None:
-            shown.append(
-                f"{dtype}, {_mb(g):.0f} MB: {100 * frac:.0f}% ({best.candidate}; "
-                f"eager apply_rope {100 * eager:.0f}%)"
-            )
-    if not fractions or None in fractions:
-        why = "add the card to PEAK_BANDWIDTH in benchmarks/harness.py"
-        measured, met = "peak bandwidth of this card unknown", None
-    else:
-        why = "below 70% at the largest input"
-        measured = "best kexue candidate at the largest input: " + "; ".join(shown)
-        met = min(fractions) > 0.7
-    return Target(GPU_TARGETS[1], run.name, measured, met, why)
-
-
-def _mb(group: dict[str, Row] | None) -> float:
-    """The input size in MB of a group of rows (0 for none)."""
-    return next(iter(group.values())).params["MB"] if group else 0
-
-
-def linear_targets(run: Run) -> list[Target]:
-    out = []
-    if fit := slopes(run, "attention_causal", LINEAR_CAUSAL):
-        out.append(
-            Target(
-                "Causal linear attention linear in $n$, in time and memory",
-                run.name,
-                "log-log slopes over the longer half of the lengths (linear if below "
-                f"1.5, midway to quadratic): time {fit[0]:.2f}, memory {fit[1]:.2f}",
-                max(fit) < 1.5,  # nearer 1 (linear) than 2 (quadratic)
-                "a slope of 1.5 or more",
-            )
-        )
-    if run.gpu:
-        n_star, _ = crossover(run, LINEAR_CAUSAL, FLASH_CAUSAL)
-        out.append(
-            Target(
-                GPU_TARGETS[2],
-                run.name,
-                f"from n = {n_star}" if n_star else "not within the lengths measured",
-                n_star is not None,
-                "slower than flash attention at every length measured",
-            )
-        )
-    return out
-
-
-def _time_pairs(run: Run, ours: str, peer: str, causal: bool = False) -> list[Stats]:
-    """Paired time ratios kexue / peer: non-causal (the sweep and every length of the
-    attention suite) or causal (every length of the causal suite), never mixed, since
-    performer-pytorch's causal mode without its CUDA kernel is a Python loop, a
-    different comparison."""
-    pairs = []
-    if not causal:
-        pairs = [paired(a, b) for _, a, b in _sweep(run) if a.candidate == ours]
-    for c in run.groups("attention_causal" if causal else "attention").values():
-        a = next((c[k] for k in c if k.startswith(ours)), None)
-        b = next((c[k] for k in c if k.startswith(peer)), None)
-        if a and b:
-            pairs.append(paired(a, b))
-    return pairs
-
-
-def pooling_budgets(run: Run, method: str, within: float = 0.1) -> list[int]:
-    """Budgets of the sweep at which kexue's and the peer's errors are both no better
-    than mean pooling's: each at least ``(1 - within)`` times its error."""
-    return sorted(
-        ours.params["budget"]
-        for m, ours, peer in _sweep(run)
-        if m == method
-        and min(error_of(ours), error_of(peer))
-        >= (1 - within) * ours.params["error_of_mean_pooling"]
-    )
-
-
-def pooling_line(run: Run, method: str, within: float = 0.1) -> str:
-    """Where comparing the accuracy of ``method`` says little: both no better than
-    mean pooling."""
-    title = APPROX[method][0]
-    budgets = ", ".join(map(str, pooling_budgets(run, method, within)))
-    if not budgets:
-        return (
-            f"{run.label}: {title}: at every budget one of the two beats mean pooling."
-        )
-    return (
-        f"{run.label}: {title} at $m$ = {budgets}: kexue and its peer are both no "
-        f"better than mean pooling (error at least {1 - within:.0%} of its), so "
-        "comparing their errors says little there."
-    )
-
-
-def approx_targets(run: Run) -> list[Target]:
-    out = []
-    for method, (title, ours, peer) in APPROX.items():
-        for causal, kind, where in (
-            (False, "non-causal", "the sweep and every length"),
-            (True, "causal", "every causal length"),
-        ):
-            if not (pairs := _time_pairs(run, ours, peer, causal)):
-                continue
-            medians = np.array([p.median for p in pairs])
-            measured = (
-                f"kexue / peer time over {len(pairs)} comparisons ({where}): median "
-                f"{np.median(medians):.2f}, range {medians.min():.2f} to "
-                f"{medians.max():.2f}; " + verdict_counts(pairs)
-            )
-            why = "slower (whole quartile interval above 1) in some"
-            target = f"{title} no slower than {peer} at equal budget ({kind})"
-            out.append(no_slower(target, run, measured, pairs, why))
-        if not _time_pairs(run, ours, peer):
-            continue
-        budgets = ", ".join(map(str, pooling_budgets(run, method)))
-        little = budgets and (
-            f"; at m = {budgets} both are no better than mean pooling, where this "
-            "says little"
-        )
-        err_ratio, time_ratio = at_equal(run, method, ours, peer) or (np.nan, np.nan)
-        worst = f"{time_ratio:.2f}" if np.isfinite(time_ratio) else "never reached"
-        out += [
-            Target(
-                f"{title} no slower than {peer} at equal accuracy",
-                run.name,
-                f"kexue's time to reach the peer's error, / the peer's time: worst "
-                f"{worst}{little}",
-                bool(np.isfinite(time_ratio) and time_ratio <= 1.05),
-                "the peer's error is below every error kexue reaches: see the ε "
-                "discussion",
-            ),
-            Target(
-                f"{title} no less accurate than {peer} at equal cost",
-                run.name,
-                "kexue's error at the peer's time, / the peer's error: worst "
-                f"{err_ratio:.2f}{little}",
-                bool(err_ratio <= 1.05),
-                "the peer's larger effective ε shrinks it to mean pooling, the better "
-                "estimate here",
-            ),
-        ]
-    return out
-
-
-def targets(runs: list[Run]) -> list[Target]:
-    """Every target judged from every file, and the GPU targets as untested when no file
-    is from a GPU."""
-    out = [
-        t
-        for run in runs
-        for judge in (rope_targets, linear_targets, approx_targets, versus_targets)
-        for t in judge(run)
-    ]
-    if not any(run.gpu for run in runs):
-        why = "needs `make bench` on a CUDA machine"
-        out += [Target(t, "—", "no GPU results file", None, why) for t in GPU_TARGETS]
-    return out
-
-
-def targets_list(judged: list[Target]) -> str:
-    """The judged targets as a markdown list: each target, its verdict first, then the
-    machine, what was measured and the reason (a list wraps where a wide table would
-    scroll)."""
-    items = []
-    for t in judged:
-        where = f" on {t.machine}" if t.machine != "—" else ""
-        item = f"- **{t.verdict}**{where}: {t.target}. *Measured:* {t.measured}"
-        items.append(item + (f". *Why:* {t.why}." if t.why else "."))
-    return "\n".join(items)
-
-
-def tally(judged: list[Target]) -> str:
-    counts = [
-        (v, sum(t.verdict == v for t in judged)) for v in ("met", "missed", "untested")
-    ]
-    return (
-        f"{len(judged)} targets: " + ", ".join(f"{n} {v}" for v, n in counts if n) + "."
-    )
-
-
-# --- kexue against its peers, the floor, throughput -----------------------------------
-def versus(
-    run: Run, suites: Iterable[str] | None = None
-) -> list[tuple[Row, Row, Stats]]:
-    """(kexue row, peer row, paired ratio) of every row that names the peer it is judged
-    against (``against``) in the same group, both timed."""
-    return [
-        (r, c[r.against], paired(r, c[r.against]))
-        for suite in suites or sorted({r.suite for r in run.rows})
-        for c in run.groups(suite).values()
-        for r in c.values()
-        if r.against in c
-    ]
-
-
 def versus_table(runs: list[Run], suites: Iterable[str] | None = None) -> Table:
-    """kexue against its peer, group by group: time, ratio with its interval, verdict
-    and peak memory of each."""
+    """kexue against its peer, group by group: time, ratio, verdict, peak memory."""
     return tabulate(
         {
             "Machine": run.name,
@@ -810,30 +547,11 @@ def slower(runs: list[Run]) -> list[str]:
     ]
 
 
-def versus_targets(run: Run) -> list[Target]:
-    """ "No slower than its peer" for every kexue candidate of the chapters' kernels."""
-    found: dict[tuple[str, str, str], list[Stats]] = {}
-    for a, b, q in versus(run, KERNELS):
-        found.setdefault((a.suite, a.candidate, b.candidate), []).append(q)
-    return [
-        no_slower(
-            f"{KERNELS[suite]}: `{ours}` no slower than {peer}",
-            run,
-            "kexue / peer by size: " + "; ".join(map(fmt_ratio, qs)),
-            qs,
-            f"slower at {{slow}} of {len(qs)} sizes: see below",
-        )
-        for (suite, ours, peer), qs in found.items()
-    ]
-
-
 def floor_table(
     runs: list[Run], suites: Sequence[str] = ("rope", "masked_softmax", "hippo_matvec")
 ) -> Table:
-    """Each memory-bound kernel's time over the floor's, paired round by round: an
-    elementwise op over the same bytes (allocation included) and a copy into a
-    preallocated tensor; on a GPU also the achieved bandwidth and its fraction of the
-    card's peak."""
+    """Each memory-bound kernel's time over the floors', paired round by round (``x *
+    2`` allocates its output, ``copy_`` does not); on a GPU, its bandwidth."""
     return tabulate(
         {
             "Machine": run.name,
@@ -887,6 +605,217 @@ def throughput_table(runs: list[Run], suite: str = "bert") -> Table:
     )
 
 
+# --- targets --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """One target judged from a results file: its verdict follows from ``met`` (None: no
+    file of the kind of machine it concerns); ``why``, the reason for a verdict other
+    than met, is required then and dropped when the target is met."""
+
+    target: str
+    machine: str
+    measured: str
+    met: bool | None
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.met, bool | np.bool_ | None):
+            raise TypeError(f"met must be a bool or None, not {self.met!r}")
+        object.__setattr__(self, "met", None if self.met is None else bool(self.met))
+        object.__setattr__(self, "why", "" if self.met else self.why.strip())
+        if not (self.met or self.why):
+            raise ValueError(f"a target judged {self.verdict} needs a reason in `why`")
+
+    @property
+    def verdict(self) -> str:
+        return "untested" if self.met is None else ("met" if self.met else "missed")
+
+
+def no_slower(
+    target: str, run: Run, measured: str, ratios: Sequence[Stats], why: str
+) -> Target:
+    """Met unless some ratio is slower; ``why`` may name their count, ``{slow}``."""
+    slow = sum(interval_verdict(q) == "slower" for q in ratios)
+    return Target(target, run.name, measured, not slow, why.format(slow=slow))
+
+
+def rope_targets(run: Run) -> list[Target]:
+    """``apply_rope`` no slower than rotary-embedding-torch; on a GPU, the bandwidth."""
+    ratios = [
+        g["kexue apply_rope"].ratio_to_reference
+        for g in run.groups("rope").values()
+        if "kexue apply_rope" in g and "rotary-embedding-torch" in g
+    ]
+    kind = run.device["type"].upper()
+    shown = "; ".join(f"{fmt_ratio(q)} ({interval_verdict(q)})" for q in ratios)
+    target = f"`apply_rope` no slower than rotary-embedding-torch ({kind})"
+    measured = "ratio (median [quartiles]) by size: " + shown
+    why = "slower at some size: see the RoPE section"
+    out = [no_slower(target, run, measured, ratios, why)] if ratios else []
+    return out + ([_bandwidth_target(run)] if run.gpu else [])
+
+
+def _bandwidth_target(run: Run) -> Target:
+    """RoPE's best kexue candidate at the largest input of each dtype, over the peak."""
+    by_dtype: dict[str, list[dict[str, Row]]] = {}
+    for g in run.groups("rope").values():
+        by_dtype.setdefault(next(iter(g.values())).params["dtype"], []).append(g)
+    shown, fractions = [], []
+    for dtype, gs in sorted(by_dtype.items()):
+        g = max(gs, key=_mb)  # the first of the largest
+        ours = [
+            r for r in g.values() if r.candidate.startswith("kexue") and r.bandwidth
+        ]
+        best = max(ours, key=lambda r: r.bandwidth["achieved_Bps"])
+        frac = best.bandwidth["fraction_of_peak"]
+        eager = g.get("kexue apply_rope", best).bandwidth["fraction_of_peak"]
+        fractions.append(frac)
+        if frac is not None:
+            shown.append(
+                f"{dtype}, {_mb(g):.0f} MB: {100 * frac:.0f}% ({best.candidate}; "
+                f"eager apply_rope {100 * eager:.0f}%)"
+            )
+    if not fractions or None in fractions:
+        why = "add the card to PEAK_BANDWIDTH in benchmarks/harness.py"
+        measured, met = "peak bandwidth of this card unknown", None
+    else:
+        why = "below 70% at the largest input"
+        measured = "best kexue candidate at the largest input: " + "; ".join(shown)
+        met = min(fractions) > 0.7
+    return Target(GPU_TARGETS[1], run.name, measured, met, why)
+
+
+def linear_targets(run: Run) -> list[Target]:
+    """Causal linear attention linear in n; on a GPU, beating flash from some n on."""
+    out = []
+    if fit := slopes(run, "attention_causal", LINEAR_CAUSAL):
+        target = "Causal linear attention linear in $n$, in time and memory"
+        measured = (
+            "log-log slopes over the longer half of the lengths (linear if below "
+            f"1.5, midway to quadratic): time {fit[0]:.2f}, memory {fit[1]:.2f}"
+        )
+        why = "a slope of 1.5 or more"
+        out.append(Target(target, run.name, measured, max(fit) < 1.5, why))
+    if run.gpu:
+        n_star, _ = crossover(run)
+        measured = f"from n = {n_star}" if n_star else "not within the lengths measured"
+        why = "slower than flash attention at every length measured"
+        out.append(Target(GPU_TARGETS[2], run.name, measured, n_star is not None, why))
+    return out
+
+
+def _time_pairs(run: Run, ours: str, causal: bool = False) -> list[Stats]:
+    """Time ratios of a kexue candidate to its peer: non-causal (the sweep and every
+    length of the attention suite) or causal (every length of the causal suite)."""
+    suites = ["attention_causal"] if causal else ["approx_sweep", "attention"]
+    return [q for a, _, q in versus(run, suites) if a.candidate.startswith(ours)]
+
+
+def approx_targets(run: Run) -> list[Target]:
+    """Performer and Nyström no slower than their peers at equal budget (non-causal and
+    causal apart) and at equal accuracy, and no less accurate at equal cost."""
+    out = []
+    for method, (title, ours, peer) in APPROX.items():
+        # never mixed: without its CUDA kernel, performer-pytorch's causal mode is a
+        # Python loop, a different comparison
+        for causal, kind, where in (
+            (False, "non-causal", "the sweep and every length"),
+            (True, "causal", "every causal length"),
+        ):
+            if not (pairs := _time_pairs(run, ours, causal)):
+                continue
+            medians = np.array([p.median for p in pairs])
+            measured = (
+                f"kexue / peer time over {len(pairs)} comparisons ({where}): median "
+                f"{np.median(medians):.2f}, range {medians.min():.2f} to "
+                f"{medians.max():.2f}; " + verdict_counts(pairs)
+            )
+            why = "slower (whole quartile interval above 1) in some"
+            target = f"{title} no slower than {peer} at equal budget ({kind})"
+            out.append(no_slower(target, run, measured, pairs, why))
+        if not _time_pairs(run, ours):
+            continue
+        budgets = ", ".join(map(str, pooling_budgets(run, method)))
+        little = budgets and (
+            f"; at m = {budgets} both are no better than mean pooling, where this "
+            "says little"
+        )
+        err, time = at_equal(run, method) or (np.nan, np.nan)
+        worst = f"{time:.2f}" if np.isfinite(time) else "never reached"
+        out += [
+            Target(
+                f"{title} no slower than {peer} at equal accuracy",
+                run.name,
+                "kexue's time to reach the peer's error, / the peer's time: worst "
+                f"{worst}{little}",
+                bool(np.isfinite(time) and time <= 1.05),
+                "the peer's error is below every error kexue reaches: see the ε "
+                "discussion",
+            ),
+            Target(
+                f"{title} no less accurate than {peer} at equal cost",
+                run.name,
+                "kexue's error at the peer's time, / the peer's error: worst "
+                f"{err:.2f}{little}",
+                bool(err <= 1.05),
+                "the peer's larger effective ε shrinks it to mean pooling, the better "
+                "estimate here",
+            ),
+        ]
+    return out
+
+
+def versus_targets(run: Run) -> list[Target]:
+    """ "No slower than its peer" for every kexue candidate of the chapters' kernels."""
+    found: dict[tuple[str, str, str], list[Stats]] = {}
+    for a, b, q in versus(run, KERNELS):
+        found.setdefault((a.suite, a.candidate, b.candidate), []).append(q)
+    return [
+        no_slower(
+            f"{KERNELS[suite]}: `{ours}` no slower than {peer}",
+            run,
+            "kexue / peer by size: " + "; ".join(map(fmt_ratio, qs)),
+            qs,
+            f"slower at {{slow}} of {len(qs)} sizes: see below",
+        )
+        for (suite, ours, peer), qs in found.items()
+    ]
+
+
+def targets(runs: list[Run]) -> list[Target]:
+    """Every target judged from every file; the GPU ones untested without a GPU file."""
+    out = [
+        t
+        for run in runs
+        for judge in (rope_targets, linear_targets, approx_targets, versus_targets)
+        for t in judge(run)
+    ]
+    if not any(run.gpu for run in runs):
+        why = "needs `make bench` on a CUDA machine"
+        out += [Target(t, "—", "no GPU results file", None, why) for t in GPU_TARGETS]
+    return out
+
+
+def targets_list(judged: list[Target]) -> str:
+    """The judged targets as a markdown list (which wraps where a wide table would
+    scroll): verdict, machine, target, what was measured and why."""
+    items = []
+    for t in judged:
+        where = f" on {t.machine}" if t.machine != "—" else ""
+        item = f"- **{t.verdict}**{where}: {t.target}. *Measured:* {t.measured}"
+        items.append(item + (f". *Why:* {t.why}." if t.why else "."))
+    return "\n".join(items)
+
+
+def tally(judged: list[Target]) -> str:
+    """How many targets are met, missed and untested, in words."""
+    counts = {
+        v: sum(t.verdict == v for t in judged) for v in ("met", "missed", "untested")
+    }
+    shown = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    return f"{len(judged)} targets: {shown}."
+
+
 # --- figures (matplotlib is imported only here) ---------------------------------------
 def _plain(value: float, _pos: object = None) -> str:
     """A tick label: plain digits from 0.001 to 10^4, a power of ten beyond."""
@@ -899,9 +828,8 @@ def _plain(value: float, _pos: object = None) -> str:
 
 
 def tidy(ax: Any, xticks: Sequence[float] | None = None) -> None:
-    """Log axes labelled with plain numbers; minor labels only on an axis under two
-    decades. ``xticks``: the measured x values, labelled as they are (no minor labels on
-    x)."""
+    """Log axes labelled with plain numbers, minor labels only on an axis under two
+    decades; ``xticks``, the measured x values, labelled as they are."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
@@ -914,6 +842,12 @@ def tidy(ax: Any, xticks: Sequence[float] | None = None) -> None:
     if xticks is not None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(list(xticks), [_plain(x) for x in xticks])
+
+
+def _guides(ax: Any, x: np.ndarray, y0: float = 1.0) -> None:
+    """Dotted lines of slopes 1 and 2 through ``(x[0], y0)``, log-log."""
+    ax.loglog(x, y0 * x / x[0], "k:", lw=0.8)
+    ax.loglog(x, y0 * (x / x[0]) ** 2, "k:", lw=0.8)
 
 
 def draw_rope(ax: Any, run: Run) -> None:
@@ -948,10 +882,8 @@ def draw_attention(ax_time: Any, ax_memory: Any, run: Run, suite: str) -> None:
         ax_time.loglog(n, t * 1e3, **style)
         ax_memory.loglog(n, mem / 2**20, **style)
     lengths = sorted({p[0] for pts in points.values() for p in pts})
-    grid = np.array([lengths[0], 16 * lengths[0]])
     for ax in (ax_time, ax_memory):
-        ax.loglog(grid, grid / grid[0], "k:", lw=0.8)
-        ax.loglog(grid, (grid / grid[0]) ** 2, "k:", lw=0.8)
+        _guides(ax, np.array([lengths[0], 16 * lengths[0]]))
         tidy(ax, lengths)
     kind = "causal" if "causal" in suite else "non-causal"
     ax_time.set(ylabel="time (ms)", title=f"{kind}, {run.name}")
@@ -988,24 +920,17 @@ def draw_error_cost(ax: Any, run: Run, method: str) -> None:
 def draw_hippo(ax_matvec: Any, ax_online: Any, run: Run) -> None:
     """Left: A v, dense and by legs_matvec, against N. Right: legs_memory by length."""
     for name, style in (("dense v @ A.T", "s--"), ("kexue legs_matvec", "o-")):
-        pts = sorted(
-            (r.params["N"], r.time_s.median) for r in run.select("hippo_matvec", name)
-        )
-        N, t = np.array(pts).T
+        rows = run.select("hippo_matvec", name)
+        N, t = np.array(sorted((r.params["N"], r.time_s.median) for r in rows)).T
         ax_matvec.loglog(N, t * 1e6, style, ms=3, label=name)
-    ax_matvec.loglog(N, t[0] * 1e6 * N / N[0], "k:", lw=0.8)
-    ax_matvec.loglog(N, t[0] * 1e6 * (N / N[0]) ** 2, "k:", lw=0.8)
+    _guides(ax_matvec, N, t[0] * 1e6)
     ax_matvec.set(xlabel="order $N$", ylabel="time (µs)", title=f"$A v$, {run.name}")
     tidy(ax_matvec, N)
     ax_matvec.legend(fontsize="small")
     online = run.select("hippo_online")
     for order in sorted({r.params["N"] for r in online}):
-        pts = sorted(
-            (r.params["length"], r.time_s.median)
-            for r in online
-            if r.params["N"] == order
-        )
-        L, t = np.array(pts).T
+        rows = [r for r in online if r.params["N"] == order]
+        L, t = np.array(sorted((r.params["length"], r.time_s.median) for r in rows)).T
         ax_online.loglog(L, t * 1e3, "o-", ms=3, label=f"N = {order}")
     title = f"legs_memory, {run.name}"
     ax_online.set(xlabel="length", ylabel="time (ms)", title=title)

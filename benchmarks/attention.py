@@ -1,7 +1,6 @@
 """Attention: exact SDPA against kexue's linear attention, Performer, Nyström and
 Fastformer as the sequence grows (``attention``, ``attention_causal``); Performer and
-Nyström against their PyPI peers at equal budget (``approx_sweep``); relu² attention
-and the gated attention unit against SDPA (``relu2``, ``gau``).
+Nyström against their PyPI peers at equal budget (``approx_sweep``).
 
 Inputs (:func:`structured_inputs`): ``q, k, v`` are random linear maps of
 layer-normalised hidden states that drift smoothly along the sequence, as in a
@@ -26,9 +25,15 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.harness import compare, relative_error
-from benchmarks.registry import Benchmark, Candidate, Inputs, register, unchecked
+from benchmarks.registry import (
+    Benchmark,
+    Candidate,
+    Inputs,
+    finite,
+    register,
+    unchecked,
+)
 from kexue.attention.fastformer import FastformerAttention
-from kexue.attention.gau import GatedAttentionUnit, relu2_attention
 from kexue.attention.linear import (
     favor_features,
     linear_attention,
@@ -226,10 +231,6 @@ def fastformer(i: Inputs):
     return torch.no_grad()(lambda: layer(x))
 
 
-def finite(i: Inputs, out: torch.Tensor) -> dict:
-    return {"against": "finite output", "passed": bool(torch.isfinite(out).all())}
-
-
 def kexue_performer(i: Inputs) -> torch.Tensor:
     return performer_attention(i.q, i.k, i.v, i.proj, causal=i.causal)
 
@@ -383,105 +384,6 @@ register(
                 check=nystrom_check,
                 when=method("nystrom"),
                 **NYSTROM_PEER,
-            ),
-        ],
-    )
-)
-
-
-# --- relu² attention and the gated attention unit against SDPA --------------------------
-def single_head(size: dict, device: torch.device) -> Inputs:
-    """GAU's shapes: one head, keys of width s = 128, values of width e (here 2 s)."""
-    g = torch.Generator().manual_seed(size["n"])
-    b, n, s = size["batch"], size["n"], 128
-    q, k = (torch.randn(b, n, s, generator=g).to(device) for _ in range(2))
-    v = torch.randn(b, n, 2 * s, generator=g).to(device)
-    return Inputs(q=q, k=k, v=v, n=n)
-
-
-def relu2_written_out(i: Inputs) -> torch.Tensor:
-    """relu² attention as one writes it: two matmuls and the elementwise steps."""
-    scores = i.q @ i.k.mT / math.sqrt(i.q.shape[-1])
-    return (F.relu(scores).square() / i.n) @ i.v
-
-
-def softmax_check(i: Inputs, out: torch.Tensor) -> dict:
-    exact = F.scaled_dot_product_attention(i.q.double(), i.k.double(), i.v.double())
-    return compare(out, exact, tol=1e-4, against="float64 softmax attention")
-
-
-register(
-    Benchmark(
-        name="relu2",
-        sizes={
-            "quick": [{"n": 64, "batch": 1}],
-            "cpu": [{"n": n, "batch": 4} for n in (256, 1024, 2048)],
-            "cuda": [{"n": n, "batch": 16} for n in (512, 2048, 8192)],
-        },
-        inputs=single_head,
-        expected=lambda i: relu2_written_out(
-            Inputs(q=i.q.double(), k=i.k.double(), v=i.v.double(), n=i.n)
-        ),
-        candidates=[
-            Candidate(
-                "SDPA (softmax)",
-                lambda i: F.scaled_dot_product_attention(i.q, i.k, i.v),
-                "the attention people call; softmax, not relu²",
-                check=softmax_check,
-            ),
-            Candidate(
-                "kexue relu2_attention",
-                lambda i: relu2_attention(i.q, i.k, i.v),
-                versus="SDPA (softmax)",
-            ),
-            Candidate(
-                "relu² written out", relu2_written_out, "matmul, relu, square, matmul"
-            ),
-        ],
-    )
-)
-
-
-def gau_inputs(size: dict, device: torch.device) -> Inputs:
-    torch.manual_seed(0)
-    unit = GatedAttentionUnit(384, key_dim=128).to(device).eval()
-    soft = GatedAttentionUnit(384, key_dim=128, attention="softmax").to(device).eval()
-    soft.load_state_dict(unit.state_dict())
-    x = torch.randn(size["batch"], size["n"], 384, device=device)
-    return Inputs(x=x, unit=unit, soft=soft)
-
-
-@torch.no_grad()
-def gau_sdpa(i: Inputs) -> torch.Tensor:
-    """The GAU with its attention by SDPA: the same projections and output layer."""
-    u, v, q, k = i.unit._project(i.x)
-    return i.unit.dense_out(u * F.scaled_dot_product_attention(q, k, v))
-
-
-GAU_SDPA = "GAU, attention by SDPA"
-register(
-    Benchmark(
-        name="gau",
-        sizes={
-            "quick": [{"n": 64, "batch": 1}],
-            "cpu": [{"n": 256, "batch": 4}, {"n": 1024, "batch": 4}],
-            "cuda": [{"n": 2048, "batch": 16}, {"n": 8192, "batch": 4}],
-        },
-        inputs=gau_inputs,
-        expected=lambda i: i.soft(i.x),
-        candidates=[
-            Candidate(GAU_SDPA, gau_sdpa, "softmax"),
-            Candidate(
-                "kexue GatedAttentionUnit, softmax",
-                torch.no_grad()(lambda i: i.soft(i.x)),
-                versus=GAU_SDPA,
-            ),
-            Candidate(
-                "kexue GatedAttentionUnit, relu²",
-                torch.no_grad()(lambda i: i.unit(i.x)),
-                "dim 384, e = 768, s = 128, RoPE",
-                check=finite,
-                versus=GAU_SDPA,
             ),
         ],
     )

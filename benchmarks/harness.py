@@ -1,24 +1,16 @@
 """The measuring machinery of ``make bench``: interleaved timing, paired ratios, peak
 memory, result rows and files.
 
-Timing. Every candidate of a group is first run (warm-up, and compilation where there is
-any), then given a block size ``number`` so that one block of calls lasts about
-``block_seconds``. Then, for ``rounds`` rounds, each candidate runs one block with
-:class:`torch.utils.benchmark.Timer` (which synchronises CUDA), the order of the
-candidates rotating from round to round. A candidate's time is the median over rounds of
-its per-call time, with the quartiles; its ratio to the group's reference is taken
-*round by round* (both were measured within the same few hundred milliseconds, so load
-that drifts in between hits both) and reported as the median and quartiles of those
-ratios. The per-round times are kept (``per_round``), so that any two candidates of a
-group can be compared the same way later.
-
-Peak memory: :func:`kexue.measure.peak_memory`, the extra memory one call needs (inputs
-excluded, its output included), from the CUDA allocator's peak or, on the CPU, from the
-allocation events torch's profiler records.
-
-Rows and files are dataclasses (:class:`Row`, :class:`Results`): their fields are the
-schema, the JSON file is their serialisation, and :meth:`Results.from_dict` is the check
-that a file is well formed.
+Every candidate of a group is warmed up (and compiled, where it is), then given a block
+of ``number`` calls lasting about ``block_seconds``; the blocks run for ``rounds``
+rounds in rotating order, timed by :class:`torch.utils.benchmark.Timer` (which
+synchronises CUDA). Time and ratio to the reference are then medians and quartiles over
+rounds (``TIMING_METHOD``): the ratio is taken round by round, so that load drifting
+between rounds hits both, and the per-round times are kept so that any two candidates
+can be paired later. Peak memory is :func:`kexue.measure.peak_memory`
+(``MEMORY_METHODS``). Rows and files are dataclasses (:class:`Row`, :class:`Results`):
+their fields are the schema, the JSON file their serialisation, and
+:meth:`Results.from_dict` the check that a file is well formed.
 """
 
 from __future__ import annotations

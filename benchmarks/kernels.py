@@ -3,6 +3,8 @@
 * ``masked_softmax``: against ``torch.masked.softmax`` (the reference) and the
   ``masked_fill(-inf)`` + ``softmax`` people write, attention logits ``(batch, heads,
   n, n)`` with a key-padding mask ``(batch, 1, 1, n)``; with the floor rows.
+* ``relu2`` and ``gau``: relu² attention and the gated attention unit against SDPA
+  (softmax attention, which a GAU user would otherwise call); relu² also written out.
 * ``globalpointer``: the span scores of ``GlobalPointer`` against the same computation
   written out (dense, cached RoPE tables, ``einsum``, lower triangle to ``-inf``).
 * ``exact_w1``: against POT, ``ot.emd2(a, b, ot.dist(x, y, metric="euclidean"))``.
@@ -21,9 +23,11 @@ import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 
 from benchmarks.harness import compare
-from benchmarks.registry import Benchmark, Candidate, Inputs, peer, register
+from benchmarks.registry import Benchmark, Candidate, Inputs, finite, peer, register
+from kexue.attention.gau import GatedAttentionUnit, relu2_attention
 from kexue.foundations.masking import masked_softmax
 from kexue.generative.eae import knn_entropy
 from kexue.generative.wgan import exact_w1
@@ -78,6 +82,105 @@ register(
                 "masked_fill + softmax",
                 lambda i: torch.softmax(i.x.masked_fill(~i.mask, -math.inf), -1),
                 "NaN for a row with no key",
+            ),
+        ],
+    )
+)
+
+
+# --- relu² attention and the gated attention unit against SDPA --------------------------
+def single_head(size: dict, device: torch.device) -> Inputs:
+    """GAU's shapes: one head, keys of width s = 128, values of width e (here 2 s)."""
+    g = torch.Generator().manual_seed(size["n"])
+    b, n, s = size["batch"], size["n"], 128
+    q, k = (torch.randn(b, n, s, generator=g).to(device) for _ in range(2))
+    v = torch.randn(b, n, 2 * s, generator=g).to(device)
+    return Inputs(q=q, k=k, v=v, n=n)
+
+
+def relu2_written_out(i: Inputs) -> torch.Tensor:
+    """relu² attention as one writes it: two matmuls and the elementwise steps."""
+    scores = i.q @ i.k.mT / math.sqrt(i.q.shape[-1])
+    return (F.relu(scores).square() / i.n) @ i.v
+
+
+def softmax_check(i: Inputs, out: torch.Tensor) -> dict:
+    exact = F.scaled_dot_product_attention(i.q.double(), i.k.double(), i.v.double())
+    return compare(out, exact, tol=1e-4, against="float64 softmax attention")
+
+
+register(
+    Benchmark(
+        name="relu2",
+        sizes={
+            "quick": [{"n": 64, "batch": 1}],
+            "cpu": [{"n": n, "batch": 4} for n in (256, 1024, 2048)],
+            "cuda": [{"n": n, "batch": 16} for n in (512, 2048, 8192)],
+        },
+        inputs=single_head,
+        expected=lambda i: relu2_written_out(
+            Inputs(q=i.q.double(), k=i.k.double(), v=i.v.double(), n=i.n)
+        ),
+        candidates=[
+            Candidate(
+                "SDPA (softmax)",
+                lambda i: F.scaled_dot_product_attention(i.q, i.k, i.v),
+                "the attention people call; softmax, not relu²",
+                check=softmax_check,
+            ),
+            Candidate(
+                "kexue relu2_attention",
+                lambda i: relu2_attention(i.q, i.k, i.v),
+                versus="SDPA (softmax)",
+            ),
+            Candidate(
+                "relu² written out", relu2_written_out, "matmul, relu, square, matmul"
+            ),
+        ],
+    )
+)
+
+
+def gau_inputs(size: dict, device: torch.device) -> Inputs:
+    torch.manual_seed(0)
+    unit = GatedAttentionUnit(384, key_dim=128).to(device).eval()
+    soft = GatedAttentionUnit(384, key_dim=128, attention="softmax").to(device).eval()
+    soft.load_state_dict(unit.state_dict())
+    x = torch.randn(size["batch"], size["n"], 384, device=device)
+    return Inputs(x=x, unit=unit, soft=soft)
+
+
+@torch.no_grad()
+def gau_sdpa(i: Inputs) -> torch.Tensor:
+    """The GAU with its attention by SDPA: the same projections and output layer."""
+    u, v, q, k = i.unit._project(i.x)
+    return i.unit.dense_out(u * F.scaled_dot_product_attention(q, k, v))
+
+
+GAU_SDPA = "GAU, attention by SDPA"
+register(
+    Benchmark(
+        name="gau",
+        sizes={
+            "quick": [{"n": 64, "batch": 1}],
+            "cpu": [{"n": 256, "batch": 4}, {"n": 1024, "batch": 4}],
+            "cuda": [{"n": 2048, "batch": 16}, {"n": 8192, "batch": 4}],
+        },
+        inputs=gau_inputs,
+        expected=lambda i: i.soft(i.x),
+        candidates=[
+            Candidate(GAU_SDPA, gau_sdpa, "softmax"),
+            Candidate(
+                "kexue GatedAttentionUnit, softmax",
+                torch.no_grad()(lambda i: i.soft(i.x)),
+                versus=GAU_SDPA,
+            ),
+            Candidate(
+                "kexue GatedAttentionUnit, relu²",
+                torch.no_grad()(lambda i: i.unit(i.x)),
+                "dim 384, e = 768, s = 128, RoPE",
+                check=finite,
+                versus=GAU_SDPA,
             ),
         ],
     )

@@ -113,6 +113,11 @@ def unchecked(i: Inputs, out: Any) -> None:
     return None
 
 
+def finite(i: Inputs, out: torch.Tensor) -> dict[str, Any]:
+    """A candidate's check when nothing computes the same: a finite output."""
+    return {"against": "finite output", "passed": bool(torch.isfinite(out).all())}
+
+
 def run(
     bench: Benchmark, device: torch.device, settings: Settings, size: str, log=print
 ) -> list[Row]:

@@ -572,6 +572,21 @@ def floor_table(
     )
 
 
+def floor_span(
+    run: Run, suite: str, candidates: Sequence[str], inputs: slice = slice(None)
+) -> str:
+    """The range "a to b" of the candidates' median time over ``x * 2``'s, paired,
+    over the suite's ``inputs`` (a slice of its groups, in the order measured)."""
+    groups = [c for c in run.groups(suite).values() if FLOOR_ELEMENTWISE in c][inputs]
+    ratios = [
+        paired(c[name], c[FLOOR_ELEMENTWISE]).median
+        for c in groups
+        for name in candidates
+        if name in c
+    ]
+    return f"{min(ratios):.1f} to {max(ratios):.1f}"
+
+
 def floor_rates(run: Run, suite: str = "rope") -> Table:
     """GB/s of the floor's two rows by input (bytes read plus written over the time)."""
 

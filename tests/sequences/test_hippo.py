@@ -81,6 +81,16 @@ def test_matvec_equals_dense(device: torch.device) -> None:
         torch.testing.assert_close(legs_matvec(v), v @ A.to(device).T)
 
 
+def test_matvec_weights_cached_in_inference_mode_still_take_gradients() -> None:
+    N = 37  # a size no other test uses: the first call fills the cache
+    with torch.inference_mode():
+        legs_matvec(torch.randn(2, N, dtype=torch.float64))
+    v = torch.randn(2, N, dtype=torch.float64, requires_grad=True)
+    legs_matvec(v).sum().backward()
+    A, _ = legs(N)
+    torch.testing.assert_close(v.grad, A.sum(0).expand(2, N))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_discretisations_against_scipy(method: str) -> None:
     A, B = legt(6, window=1.5)

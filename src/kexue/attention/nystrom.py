@@ -388,11 +388,15 @@ def _factors(
 ) -> tuple[Tensor, Tensor, Tensor]:
     q_landmarks, exists = segment_landmarks(q, m, mask)
     k_landmarks, _ = segment_landmarks(k, m, mask)
-    landmark_keys = exists[:, None, None, :]  # (batch, 1, 1, m), True = attend
+    # Without padding and with seq >= m every segment has a token, every landmark
+    # exists (known from the shapes, no host read): no masking passes at all.
+    every = mask is None and q.shape[-2] >= m
+    landmark_keys = None if every else exists[:, None, None, :]  # True = attend
     kernel_f = masked_softmax(q @ k_landmarks.mT * scale, landmark_keys)
     kernel_a = masked_softmax(q_landmarks @ k_landmarks.mT * scale, landmark_keys)
-    identity = torch.eye(m, dtype=q.dtype, device=q.device)
-    kernel_a = torch.where(exists[:, None, :, None], kernel_a, identity)
+    if not every:  # an empty landmark's row and column of A: the identity's
+        identity = torch.eye(m, dtype=q.dtype, device=q.device)
+        kernel_a = torch.where(exists[:, None, :, None], kernel_a, identity)
     real_keys = None if mask is None else mask[:, None, None, :]
     kernel_b = masked_softmax(q_landmarks @ k.mT * scale, real_keys)
     return kernel_f, kernel_a, kernel_b

@@ -16,6 +16,7 @@ matrices are this module's with ``window = 2`` (its ``A`` has the factor 1/2 tha
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -112,9 +113,23 @@ def legs_matvec(v: Tensor) -> Tensor:
     """
     v = _checks.tensor(v, "v", min_ndim=1)
     w = v.to(_checks.compute_dtype(v.dtype))
-    n = torch.arange(v.shape[-1], dtype=w.dtype, device=v.device)
-    root = torch.sqrt(2 * n + 1)
-    return (n * w - root * torch.cumsum(root * w, dim=-1)).to(v.dtype)
+    n, root = _legs_weights(v.shape[-1], w.dtype, w.device)
+    # n w - root * cumsum(root w): four passes, the weights built once per (N, dtype)
+    return torch.addcmul(n * w, root, torch.cumsum(root * w, dim=-1), value=-1).to(
+        v.dtype
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _legs_weights(
+    size: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``n`` and ``sqrt(2n + 1)`` for ``n < size``, cached: a small N's matvec is a few
+    microseconds, which building them again would double. Made outside inference mode,
+    so that a first call under it does not leave tensors autograd cannot save."""
+    with torch.inference_mode(False):
+        n = torch.arange(size, dtype=dtype, device=device)
+        return n, torch.sqrt(2 * n + 1)
 
 
 def discretize(

@@ -575,8 +575,8 @@ def floor_table(
 def floor_span(
     run: Run, suite: str, candidates: Sequence[str], inputs: slice = slice(None)
 ) -> str:
-    """The range "a to b" of the candidates' median time over ``x * 2``'s, paired,
-    over the suite's ``inputs`` (a slice of its groups, in the order measured)."""
+    """The range "a to b" (or "a") of the candidates' median time over ``x * 2``'s,
+    paired, over the suite's ``inputs`` (a slice of its groups, in the order measured)."""
     groups = [c for c in run.groups(suite).values() if FLOOR_ELEMENTWISE in c][inputs]
     ratios = [
         paired(c[name], c[FLOOR_ELEMENTWISE]).median
@@ -584,7 +584,8 @@ def floor_span(
         for name in candidates
         if name in c
     ]
-    return f"{min(ratios):.1f} to {max(ratios):.1f}"
+    low, high = f"{min(ratios):.1f}", f"{max(ratios):.1f}"
+    return low if low == high else f"{low} to {high}"
 
 
 def floor_rates(run: Run, suite: str = "rope") -> Table:

@@ -30,6 +30,7 @@ from benchmarks.registry import (
     Candidate,
     Inputs,
     finite,
+    grid,
     register,
     unchecked,
 )
@@ -311,7 +312,7 @@ def length_suite(causal: bool) -> Benchmark:
     return Benchmark(
         name="attention_causal" if causal else "attention",
         sizes={
-            kind: [dict(n=n, batch=b, heads=h, dtype=dtype, causal=causal) for n in ns]
+            kind: grid(n=ns, batch=b, heads=h, dtype=dtype, causal=causal)
             for kind, (ns, (b, h, dtype)) in LENGTHS.items()
         },
         inputs=inputs,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.registry import Benchmark, Candidate, Inputs, register
+from benchmarks.registry import Benchmark, Candidate, Inputs, grid, register
 from kexue.sequences.hippo import legs, legs_matvec, legs_memory
 
 MATVEC_BATCH, ONLINE_BATCH = 32, 16
@@ -27,9 +27,9 @@ register(
     Benchmark(
         name="hippo_matvec",
         sizes={
-            "quick": [{"N": 16}, {"N": 64}],
-            "cpu": [{"N": N} for N in (64, 256, 1024, 4096)],
-            "cuda": [{"N": N} for N in (64, 256, 1024, 4096, 16384)],
+            "quick": grid(N=(16, 64)),
+            "cpu": grid(N=(64, 256, 1024, 4096)),
+            "cuda": grid(N=(64, 256, 1024, 4096, 16384)),
         },
         inputs=matvec_inputs,
         group=lambda s: f"N = {s['N']}, batch {MATVEC_BATCH}",
@@ -66,11 +66,9 @@ register(
     Benchmark(
         name="hippo_online",
         sizes={
-            "quick": [{"N": 8, "length": 32}, {"N": 8, "length": 64}],
-            "cpu": [
-                {"N": N, "length": L} for N in (16, 64, 256) for L in (256, 1024, 4096)
-            ],
-            "short": [{"N": 64, "length": 1024}],
+            "quick": grid(N=8, length=(32, 64)),
+            "cpu": grid(N=(16, 64, 256), length=(256, 1024, 4096)),
+            "short": grid(N=64, length=1024),
         },
         inputs=online_inputs,
         group=lambda s: f"N = {s['N']}, length {s['length']}, batch {ONLINE_BATCH}",

@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness import compare
-from benchmarks.registry import Benchmark, Candidate, Inputs, finite, peer, register
+from benchmarks.registry import (
+    Benchmark,
+    Candidate,
+    Inputs,
+    finite,
+    grid,
+    peer,
+    register,
+)
 from kexue.attention.gau import GatedAttentionUnit, relu2_attention
 from kexue.foundations.masking import masked_softmax
 from kexue.generative.eae import knn_entropy
@@ -57,15 +65,9 @@ register(
     Benchmark(
         name="masked_softmax",
         sizes={
-            "quick": [{"batch": 1, "heads": 2, "n": 32}],
-            "cpu": [
-                {"batch": 2, "heads": 8, "n": 256},
-                {"batch": 2, "heads": 8, "n": 1024},
-            ],
-            "cuda": [
-                {"batch": 8, "heads": 16, "n": 1024},
-                {"batch": 8, "heads": 16, "n": 4096},
-            ],
+            "quick": grid(batch=1, heads=2, n=32),
+            "cpu": grid(batch=2, heads=8, n=(256, 1024)),
+            "cuda": grid(batch=8, heads=16, n=(1024, 4096)),
         },
         inputs=logits,
         expected=softmax_exact,
@@ -113,9 +115,9 @@ register(
     Benchmark(
         name="relu2",
         sizes={
-            "quick": [{"n": 64, "batch": 1}],
-            "cpu": [{"n": n, "batch": 4} for n in (256, 1024, 2048)],
-            "cuda": [{"n": n, "batch": 16} for n in (512, 2048, 8192)],
+            "quick": grid(n=64, batch=1),
+            "cpu": grid(n=(256, 1024, 2048), batch=4),
+            "cuda": grid(n=(512, 2048, 8192), batch=16),
         },
         inputs=single_head,
         expected=lambda i: relu2_written_out(
@@ -162,8 +164,8 @@ register(
     Benchmark(
         name="gau",
         sizes={
-            "quick": [{"n": 64, "batch": 1}],
-            "cpu": [{"n": 256, "batch": 4}, {"n": 1024, "batch": 4}],
+            "quick": grid(n=64, batch=1),
+            "cpu": grid(n=(256, 1024), batch=4),
             "cuda": [{"n": 2048, "batch": 16}, {"n": 8192, "batch": 4}],
         },
         inputs=gau_inputs,
@@ -228,12 +230,9 @@ register(
     Benchmark(
         name="globalpointer",
         sizes={
-            "quick": [{"batch": 1, "n": 16, "types": 2}],
-            "cpu": [
-                {"batch": 8, "n": 128, "types": 9},
-                {"batch": 8, "n": 512, "types": 9},
-            ],
-            "cuda": [{"batch": 32, "n": 512, "types": 9}],
+            "quick": grid(batch=1, n=16, types=2),
+            "cpu": grid(batch=8, n=(128, 512), types=9),
+            "cuda": grid(batch=32, n=512, types=9),
         },
         inputs=pointer,
         candidates=[

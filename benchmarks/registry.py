@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,13 @@ class Benchmark:
 
 
 REGISTRY: dict[str, Benchmark] = {}
+
+
+def grid(**axes: Any) -> list[dict[str, Any]]:
+    """Sizes: every combination of the axes given as tuples (other values fixed), the
+    first axis varying slowest."""
+    values = [v if isinstance(v, tuple) else (v,) for v in axes.values()]
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def register(bench: Benchmark) -> Benchmark:

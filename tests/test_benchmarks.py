@@ -23,6 +23,7 @@ from benchmarks.registry import (
     Benchmark,
     Candidate,
     Inputs,
+    grid,
     register,
     run_size,
 )
@@ -61,6 +62,16 @@ def test_quartiles_and_stats() -> None:
         harness.quartiles([])
     with pytest.raises(ValueError, match="out of order"):
         Stats(median=1.0, q25=2.0, q75=3.0, iqr=1.0, n=3)
+
+
+def test_grid_combines_the_tuple_axes_in_order() -> None:
+    assert grid(n=(1, 2), batch=4, kind=("a", "b")) == [
+        {"n": 1, "batch": 4, "kind": "a"},
+        {"n": 1, "batch": 4, "kind": "b"},
+        {"n": 2, "batch": 4, "kind": "a"},
+        {"n": 2, "batch": 4, "kind": "b"},
+    ]
+    assert grid(n=3) == [{"n": 3}]
 
 
 def test_paired_ratios_are_taken_round_by_round() -> None:

@@ -266,6 +266,20 @@ def test_causal_and_non_causal_performer_are_judged_apart(runs) -> None:
     assert flipped[causal] == "missed" and flipped[plain] == judged[plain].verdict
 
 
+def test_a_missed_equal_accuracy_target_says_why_from_its_measurement(runs) -> None:
+    run = copy.deepcopy(runs[0])  # kexue's Nyström 10x slower and 10x less accurate
+    for r in run.select("approx_sweep", "kexue nystrom_attention"):
+        r.time_s.median *= 10
+        r.error_vs_exact *= 10
+    judged = {t.target: t for t in report.approx_targets(run)}
+    accuracy = judged["Nyström no slower than nystrom-attention at equal accuracy"]
+    cost = judged["Nyström no less accurate than nystrom-attention at equal cost"]
+    assert accuracy.verdict == cost.verdict == "missed"
+    assert "ε" not in accuracy.why + cost.why  # the ε explanation is Performer's
+    assert "every error kexue reaches" in accuracy.why
+    assert "above the peer's" in cost.why
+
+
 def test_pooling_budgets_compare_errors_with_the_baseline(runs) -> None:
     run = copy.deepcopy(runs[0])
     for r in run.select("approx_sweep"):
